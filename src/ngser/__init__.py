@@ -1,0 +1,63 @@
+"""ngser: serialization of scientific objects (NGSolve first) to pickle, msgpack and HDF5.
+
+>>> import ngser
+>>> ngser.save({"mesh": mesh, "u": gfu}, "result.h5")
+>>> data = ngser.load("result.h5")
+
+A registry of serializers turns objects into a backend-neutral object graph (shared
+references and cycles kept, numpy arrays as arrays); backends write the graph as
+pickle, msgpack or HDF5. See ``docs/`` for the file formats and how to write a
+serializer.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .api import convert, decode, dumps, encode, load, loads, read_graph, save, write_graph
+from .errors import (
+    FileAccessError,
+    FormatError,
+    GraphError,
+    NgserError,
+    RegistrationError,
+    SerializerError,
+    UnknownTypeError,
+    UnsafeLoadError,
+    UnsupportedTypeError,
+    VersionError,
+)
+from .graph import Graph, RawNode
+from .registry import Registry, default_registry, migration, register, unregister
+from .serializer import Serializer
+
+__all__ = [
+    "__version__",
+    "save",
+    "load",
+    "dumps",
+    "loads",
+    "convert",
+    "encode",
+    "decode",
+    "read_graph",
+    "write_graph",
+    "register",
+    "unregister",
+    "migration",
+    "Serializer",
+    "Registry",
+    "default_registry",
+    "Graph",
+    "RawNode",
+    "NgserError",
+    "FormatError",
+    "UnsupportedTypeError",
+    "UnknownTypeError",
+    "VersionError",
+    "UnsafeLoadError",
+    "GraphError",
+    "RegistrationError",
+    "SerializerError",
+    "FileAccessError",
+]

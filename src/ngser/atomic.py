@@ -1,0 +1,83 @@
+"""Atomic file replacement: a failed save never damages the file that was there."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from .errors import FileAccessError
+
+__all__ = ["atomic_write"]
+
+TEMP_SUFFIX = ".ngser-tmp"
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[str], Any]) -> None:
+    """Call ``write(temp_path)``, then move the finished file over ``path``.
+
+    The temporary file lives in the target's folder (so the final rename stays on
+    one file system), is flushed to disk with fsync before the rename, and is
+    removed if anything fails, including ``KeyboardInterrupt``. The new file gets
+    the permissions of the file it replaces, or the umask's default for a new file.
+    """
+    target = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(target)
+    if os.path.isdir(target):
+        raise FileAccessError(f"{target}: is a folder; give a file name to save to")
+    try:
+        fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=TEMP_SUFFIX, dir=folder)
+    except OSError as exc:
+        raise FileAccessError(f"{target}: cannot create a file in {folder}: {exc.strerror or exc}") from exc
+    os.close(fd)
+    try:
+        write(temp)
+        _fsync(temp)
+        os.chmod(temp, _mode_for(target))
+        os.replace(temp, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        if isinstance(exc, OSError) and not isinstance(exc, FileAccessError):
+            raise FileAccessError(
+                f"{target}: saving failed: {exc.strerror or exc}; the previous file, if any, is unchanged"
+            ) from exc
+        raise
+    _fsync_dir(folder)
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: str) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _mode_for(target: str) -> int:
+    try:
+        return os.stat(target).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022

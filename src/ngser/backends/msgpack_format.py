@@ -1,0 +1,279 @@
+"""The msgpack format: a small prelude, the graph as one msgpack document, then raw arrays.
+
+Layout (all integers little-endian; see ``docs/format.md``)::
+
+    offset 0   8 bytes   magic b"\\x89NGSER\\x1a\\n"
+    offset 8   8 bytes   uint64 G: length of the document
+    offset 16  4 bytes   uint32 crc32 of the document
+    offset 20  4 bytes   uint32 reserved, 0
+    offset 24  G bytes   the document (a msgpack map)
+    D = 24 + G rounded up to 64: the data section; array i starts at D + offset_i
+
+Array payloads are written straight from the arrays' memory (no msgpack buffer in
+between), each 64-byte aligned, and read straight into their own buffers.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import IO, Any
+
+import msgpack
+import numpy as np
+
+from ..arrays import check_shape, describe_dtype, parse_dtype, raw_view
+from ..errors import FormatError, VersionError
+from ..graph import FORMAT_VERSION, ArrayNode, Graph, ObjectNode, PairsDict, Ref, flatten_nodes, nodes_from_flat
+from . import StreamBackend
+
+__all__ = ["MsgpackBackend", "MAGIC", "pack_value_document", "unpack_value_document"]
+
+MAGIC = b"\x89NGSER\x1a\n"
+_PRELUDE = struct.Struct("<8sQII")
+ALIGN = 64
+
+# ext type codes
+EXT_REF, EXT_MARK, EXT_COMPLEX, EXT_BIGINT, EXT_SCALAR = 1, 2, 3, 4, 5
+# marker kinds: a list whose first element is a marker is a tagged compound
+TUPLE, SET, FROZENSET, PAIRS = 1, 2, 3, 4
+_U64 = struct.Struct("<Q")
+_COMPLEX = struct.Struct("<dd")
+
+
+class _Marker:
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: int) -> None:
+        self.kind = kind
+
+
+_MARKERS = {kind: _Marker(kind) for kind in (TUPLE, SET, FROZENSET, PAIRS)}
+_MARK_EXT = {kind: msgpack.ExtType(EXT_MARK, bytes([kind])) for kind in _MARKERS}
+
+
+_REF_EXTS: dict[int, msgpack.ExtType] = {}
+_REFS: dict[bytes, Ref] = {}
+_CACHE_LIMIT = 1 << 20
+
+
+def _default(v: Any) -> Any:
+    t = type(v)
+    if t is Ref:
+        ext = _REF_EXTS.get(v.id)
+        if ext is None:
+            ext = msgpack.ExtType(EXT_REF, _U64.pack(v.id))
+            if len(_REF_EXTS) < _CACHE_LIMIT:
+                _REF_EXTS[v.id] = ext
+        return ext
+    if t is tuple:
+        return [_MARK_EXT[TUPLE], *v]
+    if t is set:
+        return [_MARK_EXT[SET], *v]
+    if t is frozenset:
+        return [_MARK_EXT[FROZENSET], *v]
+    if t is PairsDict:
+        flat: list[Any] = [_MARK_EXT[PAIRS]]
+        for key, value in v.pairs:
+            flat.append(key)
+            flat.append(value)
+        return flat
+    if t is complex:
+        return msgpack.ExtType(EXT_COMPLEX, _COMPLEX.pack(v.real, v.imag))
+    if t is int:
+        return msgpack.ExtType(EXT_BIGINT, v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True))
+    if isinstance(v, np.generic):
+        return msgpack.ExtType(EXT_SCALAR, msgpack.packb([describe_dtype(v.dtype), v.tobytes()]))
+    raise TypeError(f"{t.__name__} is not a graph value")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == EXT_REF:
+        ref = _REFS.get(data)
+        if ref is not None:
+            return ref
+        if len(data) == 8:
+            ref = Ref(_U64.unpack(data)[0])
+            if len(_REFS) < _CACHE_LIMIT:
+                _REFS[data] = ref
+            return ref
+    if code == EXT_MARK and len(data) == 1 and data[0] in _MARKERS:
+        return _MARKERS[data[0]]
+    if code == EXT_COMPLEX and len(data) == 16:
+        re, im = _COMPLEX.unpack(data)
+        return complex(re, im)
+    if code == EXT_BIGINT and data:
+        return int.from_bytes(data, "little", signed=True)
+    if code == EXT_SCALAR:
+        descr, raw = msgpack.unpackb(data, strict_map_key=True)
+        dtype = parse_dtype(descr, "numpy scalar")
+        if len(raw) != dtype.itemsize:
+            raise FormatError(f"a numpy scalar of dtype {dtype} has {len(raw)} bytes")
+        return np.frombuffer(raw, dtype)[0]
+    raise FormatError(f"unknown msgpack extension type {code} ({len(data)} bytes)")
+
+
+def _list_hook(items: list[Any]) -> Any:
+    if not items or type(items[0]) is not _Marker:
+        return items
+    kind = items[0].kind
+    if kind == TUPLE:
+        return tuple(items[1:])
+    if kind == PAIRS:
+        if len(items) % 2 != 1:
+            raise FormatError("a dict's key/value list has an odd length")
+        return PairsDict(list(zip(items[1::2], items[2::2])))
+    try:
+        return (set if kind == SET else frozenset)(items[1:])
+    except TypeError as exc:
+        raise FormatError(f"a set holds an unhashable element: {exc}") from exc
+
+
+def _packer() -> msgpack.Packer:
+    return msgpack.Packer(default=_default, strict_types=True, use_bin_type=True, unicode_errors="surrogatepass")
+
+
+def pack_value_document(doc: Any) -> bytes:
+    """Pack graph values (and plain data) with ngser's msgpack extension types."""
+    try:
+        return _packer().pack(doc)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise FormatError(f"cannot encode the graph as msgpack: {exc}") from exc
+
+
+def unpack_value_document(data: bytes | memoryview, where: str) -> Any:
+    """Unpack a document written by :func:`pack_value_document`."""
+    try:
+        return msgpack.unpackb(
+            data,
+            ext_hook=_ext_hook,
+            list_hook=_list_hook,
+            strict_map_key=True,
+            unicode_errors="surrogatepass",
+            raw=False,
+        )
+    except FormatError as exc:
+        raise FormatError(f"{where}: {exc}") from exc
+    except Exception as exc:
+        raise FormatError(f"{where}: the graph is damaged ({type(exc).__name__}: {exc})") from exc
+
+
+def _align(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+class MsgpackBackend(StreamBackend):
+    """The ``"msgpack"`` format (``.msgpack``, ``.mpk``)."""
+
+    name = "msgpack"
+    extensions = (".msgpack", ".mpk")
+    magic = MAGIC
+
+    def write(self, graph: Graph, stream: IO[bytes], **options: Any) -> None:
+        self.check_options(options)
+        views = []
+        table = []
+        offset = 0
+        for array in graph.arrays:
+            data = array.load()
+            view, fortran = raw_view(data)
+            crc = zlib.crc32(view)
+            table.append(
+                [array.id, describe_dtype(data.dtype), list(data.shape), fortran, offset, view.nbytes, crc, array.label]
+            )
+            views.append((offset, view))
+            offset = _align(offset + view.nbytes)
+        flat_nodes = flatten_nodes(graph.nodes)
+        doc = pack_value_document(
+            {
+                "format": FORMAT_VERSION,
+                "ngser": graph.meta.get("ngser", ""),
+                "writers": graph.writers,
+                "root": graph.root,
+                "nodes": flat_nodes,
+                "arrays": table,
+            }
+        )
+        stream.write(_PRELUDE.pack(MAGIC, len(doc), zlib.crc32(doc), 0))
+        stream.write(doc)
+        start = _align(_PRELUDE.size + len(doc))
+        position = _PRELUDE.size + len(doc)
+        for array_offset, view in views:
+            target = start + array_offset
+            if target > position:
+                stream.write(bytes(target - position))
+            stream.write(view)
+            position = target + view.nbytes
+
+    def read(self, stream: IO[bytes], size: int, source: str, *, trusted: bool = False) -> Graph:
+        prelude = stream.read(_PRELUDE.size)
+        if len(prelude) < _PRELUDE.size or not prelude.startswith(MAGIC):
+            raise FormatError(f"{source}: not an ngser msgpack file, or truncated before its header ends")
+        _, doc_len, doc_crc, _ = _PRELUDE.unpack(prelude)
+        if _PRELUDE.size + doc_len > size:
+            raise FormatError(
+                f"{source}: the file is truncated: its graph needs {doc_len} bytes, {size - _PRELUDE.size} remain"
+            )
+        doc_bytes = stream.read(doc_len)
+        if len(doc_bytes) != doc_len or zlib.crc32(doc_bytes) != doc_crc:
+            raise FormatError(f"{source}: the graph is damaged (checksum mismatch)")
+        doc = unpack_value_document(doc_bytes, source)
+        if not isinstance(doc, dict):
+            raise FormatError(f"{source}: the graph document is not a map")
+        check_format(doc.get("format"), source)
+        start = _align(_PRELUDE.size + doc_len)
+        arrays = self._read_arrays(doc.get("arrays"), stream, size - start, start, source)
+        nodes = _nodes_from_flat(doc.get("nodes"), source)
+        writers = doc.get("writers")
+        if not isinstance(writers, dict):
+            raise FormatError(f"{source}: the header's writer table is damaged")
+        meta = {"ngser": doc.get("ngser"), "format": doc.get("format")}
+        return Graph(doc.get("root"), nodes, arrays, writers, meta)
+
+    def _read_arrays(self, table: Any, stream: IO[bytes], available: int, start: int, source: str) -> list[ArrayNode]:
+        if not isinstance(table, list):
+            raise FormatError(f"{source}: the array table is damaged")
+        arrays = []
+        for entry in table:
+            if not isinstance(entry, list) or len(entry) != 8:
+                raise FormatError(f"{source}: an array table entry is damaged")
+            nid, descr, shape, fortran, offset, nbytes, crc, label = entry
+            where = f"{source}: array node {nid}"
+            dtype = parse_dtype(descr, where)
+            shape = check_shape(shape, where)
+            count = int(np.prod(shape, dtype=object))
+            if type(nid) is not int or type(offset) is not int or type(nbytes) is not int or offset < 0:
+                raise FormatError(f"{where}: its table entry is damaged")
+            if count * dtype.itemsize != nbytes:
+                raise FormatError(f"{where}: {nbytes} bytes do not hold {shape} elements of {dtype}")
+            if offset + nbytes > available:
+                raise FormatError(
+                    f"{where}: the file is truncated: the array needs {offset + nbytes} bytes of "
+                    f"data, {max(available, 0)} remain"
+                )
+            buffer = np.empty(nbytes, np.uint8)
+            stream.seek(start + offset)
+            if stream.readinto(memoryview(buffer)) != nbytes:  # type: ignore[attr-defined]
+                raise FormatError(f"{where}: the file is truncated")
+            if zlib.crc32(buffer) != crc:
+                raise FormatError(f"{where} ({label or 'unnamed'}): the array data is damaged (checksum mismatch)")
+            data = buffer.view(dtype).reshape(shape, order="F" if fortran else "C")
+            arrays.append(ArrayNode(nid, data, label if isinstance(label, str) else None))
+        return arrays
+
+
+def _nodes_from_flat(flat: Any, source: str) -> list[ObjectNode]:
+    if not isinstance(flat, list) or len(flat) % 4:
+        raise FormatError(f"{source}: the node table is damaged")
+    return nodes_from_flat(flat)
+
+
+def check_format(version: Any, source: str) -> None:
+    """Refuse files of a graph format this ngser does not read."""
+    if type(version) is not int or version < 1:
+        raise FormatError(f"{source}: the header has no valid format version")
+    if version > FORMAT_VERSION:
+        raise VersionError(
+            f"{source}: written in ngser format version {version}, but this ngser reads up to version "
+            f"{FORMAT_VERSION}; upgrade ngser to read it"
+        )

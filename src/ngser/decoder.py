@@ -1,0 +1,235 @@
+"""Graph -> objects.
+
+Nodes are built in table order, which the encoder writes children-first. A
+reference to a node that is not built yet is only legal for two-phase
+serializers (the object is created empty at once and filled when its own turn
+comes); anything else means a cycle through a one-phase object or a damaged file.
+Nothing is imported because a file names it: type names go through the registry.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from .encoder import ATOMIC_TYPES
+from .errors import FormatError, GraphError, NgserError, SerializerError, UnsafeLoadError
+from .graph import MAX_DEPTH, Graph, ObjectNode, PairsDict, RawNode, Ref
+from .registry import Registry, default_registry
+from .serializer import Serializer
+
+__all__ = ["Decoder", "decode"]
+
+_MISSING = object()
+
+Unknown = Literal["error", "raw"]
+
+
+class _RawSerializer(Serializer):
+    """Builds a :class:`RawNode` for a type name nobody registered (``unknown="raw"``)."""
+
+    def __init__(self, name: str, version: int) -> None:
+        self.name = name  # type: ignore[misc]
+        self.version = version  # type: ignore[misc]
+
+    def create(self) -> RawNode:
+        return RawNode(self.name, self.version)
+
+    def fill(self, obj: RawNode, state: Any) -> None:
+        obj.state = state
+
+
+class Decoder:
+    """One decoding pass; use :func:`decode` unless you need the pieces."""
+
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        *,
+        trusted: bool = False,
+        unknown: Unknown = "error",
+        source: str = "",
+    ) -> None:
+        if unknown not in ("error", "raw"):
+            raise ValueError(f'unknown= must be "error" or "raw", not {unknown!r}')
+        self.registry = registry if registry is not None else default_registry
+        self.trusted = trusted
+        self.unknown = unknown
+        self.source = f"{source}: " if source else ""
+        self._objects: dict[int, Any] = {}
+        self._index: dict[int, ObjectNode] = {}
+        self._serializers: dict[int, Serializer] = {}
+        self._by_name: dict[tuple[str, int], Serializer] = {}
+        self._plans: dict[tuple[Any, Any], tuple[Serializer, bool, bool]] = {}
+        self._current: ObjectNode | None = None
+
+    def decode(self, graph: Graph) -> Any:
+        objects = self._objects
+        for array in graph.arrays:
+            if array.id in objects:
+                raise FormatError(f"{self.source}the id {array.id} is used by two arrays; the file is damaged")
+            objects[array.id] = _checked_array(array.load(), array.id, self.source)
+        index = self._index
+        for node in graph.nodes:
+            nid = node.id
+            if type(nid) is not int or type(node.name) is not str or type(node.version) is not int:
+                raise FormatError(f"{self.source}a node table entry ({nid!r}, {node.name!r}) is damaged")
+            if nid in index or nid in objects:
+                raise FormatError(f"{self.source}the id {nid} is used by two nodes; the file is damaged")
+            index[nid] = node
+        self._build_all(graph.nodes)
+        self._current = None
+        return self._value(graph.root, 0)
+
+    # -- nodes ----------------------------------------------------------------------
+    def _serializer(self, node: ObjectNode) -> Serializer:
+        serializer = self._serializers.get(node.id)
+        if serializer is not None:
+            return serializer
+        key = (node.name, node.version)
+        serializer = self._by_name.get(key)
+        if serializer is None:
+            where = f"{self.source}node {node.id}"
+            if not isinstance(node.name, str):
+                raise FormatError(f"{where} has a type name of type {type(node.name).__name__}; the file is damaged")
+            found = self.registry.for_name(node.name)
+            if found is None and self.unknown == "raw":
+                found = _RawSerializer(node.name, node.version)
+            elif found is None:
+                found = self.registry.require_name(node.name, where)
+            if found.trusted_only and not self.trusted:
+                raise UnsafeLoadError(
+                    f"{where} is a {node.name!r} node: building it runs code stored in the file. Load with "
+                    "trusted=True only if you trust where the file came from."
+                )
+            serializer = self._by_name[key] = found
+        self._serializers[node.id] = serializer
+        return serializer
+
+    def _build_all(self, nodes: list[ObjectNode]) -> None:
+        """Build every node in table order (the hot loop: per-type facts are cached)."""
+        objects, plans, dict_state = self._objects, self._plans, self._dict
+        for node in nodes:
+            plan = plans.get((node.name, node.version))
+            if plan is None:
+                plan = self._plan(node)
+            serializer, two_phase, upgrade = plan
+            self._current = node
+            self._serializers[node.id] = serializer
+            raw = node.state
+            state = dict_state(raw) if type(raw) is dict else self._value(raw, 0)
+            try:
+                if upgrade:
+                    state = self.registry.upgrade(serializer, node.version, state, f"{self.source}node {node.id}")
+                if two_phase:
+                    obj = objects.get(node.id, _MISSING)
+                    if obj is _MISSING:
+                        obj = objects[node.id] = serializer.create()
+                    serializer.fill(obj, state)
+                else:
+                    objects[node.id] = serializer.load(state)
+            except NgserError:
+                raise
+            except Exception as exc:
+                raise SerializerError(
+                    f"{self.source}rebuilding {node.name!r} (node {node.id}) failed: {type(exc).__name__}: "
+                    f"{exc}. The file may be damaged, or the serializer cannot handle this state."
+                ) from exc
+
+    def _plan(self, node: ObjectNode) -> tuple[Serializer, bool, bool]:
+        serializer = self._serializer(node)
+        raw = isinstance(serializer, _RawSerializer)
+        plan = (serializer, serializer.two_phase, node.version != serializer.version and not raw)
+        self._plans[(node.name, node.version)] = plan
+        return plan
+
+    def _dict(self, v: dict[str, Any]) -> dict[str, Any]:
+        """A state dict's values decoded (the common case, kept flat for speed)."""
+        objects = self._objects
+        out = {}
+        for key, x in v.items():
+            tx = type(x)
+            if tx is Ref:
+                x = objects.get(x.id, _MISSING)
+                if x is _MISSING:
+                    x = self._resolve(v[key].id)
+            elif tx not in ATOMIC_TYPES:
+                x = self._value(x, 1)
+            out[key] = x
+        return out
+
+    @property
+    def _owner(self) -> str:
+        node = self._current
+        return "the root value" if node is None else f"{node.name!r} (node {node.id})"
+
+    def _resolve(self, nid: Any) -> Any:
+        try:
+            return self._objects[nid]
+        except (KeyError, TypeError):
+            pass
+        node = self._index.get(nid) if type(nid) is int else None
+        if node is None:
+            raise FormatError(
+                f"{self.source}{self._owner} refers to id {nid!r}, which is not in the file; the file is damaged"
+            )
+        serializer = self._serializer(node)
+        if not serializer.two_phase:
+            raise GraphError(
+                f"{self.source}{self._owner} refers to {node.name!r} (node {nid}) before it is built, and that "
+                "type is built from its complete state; ngser never writes such a file, so it is damaged or "
+                "was not written by ngser"
+            )
+        try:
+            obj = self._objects[nid] = serializer.create()
+        except Exception as exc:
+            raise SerializerError(f"{self.source}creating {node.name!r} (node {nid}) failed: {exc}") from exc
+        return obj
+
+    # -- values -----------------------------------------------------------------------
+    def _value(self, v: Any, depth: int) -> Any:
+        t = type(v)
+        if t in ATOMIC_TYPES:
+            return v
+        if t is Ref:
+            return self._resolve(v.id)
+        if depth >= MAX_DEPTH:
+            raise GraphError(
+                f"{self.source}plain containers in {self._owner} are nested more than {MAX_DEPTH} levels deep; "
+                "ngser never writes such a file"
+            )
+        depth += 1
+        if t is list:
+            return [x if type(x) in ATOMIC_TYPES else self._value(x, depth) for x in v]
+        if t is dict:
+            return {k: x if type(x) in ATOMIC_TYPES else self._value(x, depth) for k, x in v.items()}
+        if t is tuple:
+            return tuple([x if type(x) in ATOMIC_TYPES else self._value(x, depth) for x in v])
+        try:
+            if t is set or t is frozenset:
+                return t(self._value(x, depth) for x in v)
+            if t is PairsDict:
+                return {self._value(k, depth): self._value(x, depth) for k, x in v.pairs}
+        except TypeError as exc:
+            raise FormatError(f"{self.source}an unhashable key or set element in {self._owner}: {exc}") from exc
+        if isinstance(v, np.generic) and not v.dtype.hasobject:
+            return v
+        raise FormatError(f"{self.source}{self._owner} holds a value of type {t.__name__}, which is not a graph value")
+
+
+def _checked_array(array: Any, nid: int, source: str) -> np.ndarray:
+    if not isinstance(array, np.ndarray) or array.dtype.hasobject:
+        raise FormatError(f"{source}array node {nid} is not a numeric numpy array; the file is damaged")
+    return array
+
+
+def decode(
+    graph: Graph,
+    *,
+    registry: Registry | None = None,
+    trusted: bool = False,
+    unknown: Unknown = "error",
+) -> Any:
+    """Rebuild the objects of a :class:`~ngser.graph.Graph`; returns the root value."""
+    return Decoder(registry, trusted=trusted, unknown=unknown).decode(graph)

@@ -1,0 +1,229 @@
+"""Objects -> graph.
+
+The encoder walks the objects without recursing from one object into the next:
+every object with a serializer gets an integer id the first time it is met and
+becomes a :class:`~ngser.graph.Ref` wherever it occurs; its state is encoded when
+the walk reaches it. The node table comes out in post order (children before
+parents), so a loader can build one-phase objects in table order. A reference to
+an object still being encoded is a cycle; it is allowed only when that object's
+serializer is two-phase. Plain containers are walked recursively up to
+:data:`~ngser.graph.MAX_DEPTH` levels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .errors import GraphError, NgserError, SerializerError, UnsupportedTypeError
+from .graph import FORMAT_VERSION, MAX_DEPTH, ArrayNode, Graph, ObjectNode, PairsDict, Ref
+from .registry import Registry, default_registry
+from .serializer import Serializer
+
+__all__ = ["Encoder", "encode", "ATOMIC_TYPES"]
+
+#: Values that are their own graph representation.
+ATOMIC_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
+
+_NEW, _IN_PROGRESS, _DONE = 0, 1, 2
+_CONTAINERS = frozenset({list, dict, tuple, set, frozenset})
+
+
+class Encoder:
+    """One encoding pass; use :func:`encode` unless you need the pieces."""
+
+    def __init__(self, registry: Registry | None = None, fallback: Serializer | None = None) -> None:
+        self.registry = registry if registry is not None else default_registry
+        self.fallback = fallback
+        self._memo: dict[int, Ref] = {}
+        self._keep: list[Any] = []
+        self._status: list[int] = []
+        self._nodes: dict[int, ObjectNode] = {}
+        self._serializers: dict[type, Serializer] = {}
+        self._deps: list[Ref] = []
+        self._current: int | None = None
+        self._label = ""
+        self.nodes: list[ObjectNode] = []
+        self.arrays: list[ArrayNode] = []
+        self.writers: dict[str, int] = {}
+
+    def encode(self, obj: Any) -> Graph:
+        root = self._value(obj, 0)
+        self._walk(self._deps)
+        meta = {"ngser": __version__, "format": FORMAT_VERSION}
+        return Graph(root, self.nodes, self.arrays, self.writers, meta)
+
+    # -- the object walk ------------------------------------------------------------
+    def _walk(self, roots: list[Ref]) -> None:
+        status, nodes, keep, serializers = self._status, self._nodes, self._keep, self._serializers
+        finished = self.nodes
+        stack = [ref.id for ref in reversed(roots) if status[ref.id] == _NEW]
+        pop, push = stack.pop, stack.append
+        while stack:
+            nid = pop()
+            if nid < 0:
+                nid = ~nid
+                status[nid] = _DONE
+                finished.append(nodes.pop(nid))
+                continue
+            if status[nid] != _NEW:
+                continue
+            status[nid] = _IN_PROGRESS
+            obj = keep[nid]
+            serializer = serializers[type(obj)]
+            self._current = nid
+            self._label = serializer.name
+            self._deps = deps = []
+            try:
+                raw = serializer.dump(obj)
+            except NgserError:
+                raise
+            except Exception as exc:
+                raise SerializerError(
+                    f"the serializer of {serializer.name!r} failed to dump an object of type "
+                    f"{type(obj).__qualname__} (node {nid}): {type(exc).__name__}: {exc}"
+                ) from exc
+            state = self._dict(raw, 1) if type(raw) is dict else self._value(raw, 0)
+            node = ObjectNode(nid, serializer.name, serializer.version, state)
+            if not deps:
+                status[nid] = _DONE
+                finished.append(node)
+                continue
+            nodes[nid] = node
+            push(~nid)
+            for ref in reversed(deps):
+                dep = ref.id
+                dep_status = status[dep]
+                if dep_status == _NEW:
+                    push(dep)
+                elif dep_status == _IN_PROGRESS and not self._two_phase(dep):
+                    raise GraphError(self._cycle_message(dep))
+
+    @property
+    def _owner(self) -> str:
+        """Where the encoder is, for error messages (built only when one is raised)."""
+        nid = self._current
+        if nid is None:
+            return "the root value"
+        return f"{self._serializer_of(nid).name!r} (node {nid})"
+
+    def _serializer_of(self, nid: int) -> Serializer:
+        return self._serializers[type(self._keep[nid])]
+
+    def _two_phase(self, nid: int) -> bool:
+        return self._serializer_of(nid).two_phase
+
+    def _cycle_message(self, nid: int) -> str:
+        name = self._serializer_of(nid).name
+        return (
+            f"cannot save a cycle through {name!r} (node {nid}), reached again from {self._owner}: its "
+            "serializer rebuilds it from complete state (one-phase load), so nothing can refer to it before it "
+            "exists. Break the cycle, or give the serializer create() and fill() so it is built in two phases."
+        )
+
+    # -- values -----------------------------------------------------------------------
+    def _value(self, v: Any, depth: int) -> Any:
+        t = type(v)
+        if t in ATOMIC_TYPES:
+            return v
+        ref = self._memo.get(id(v))
+        if ref is not None:  # an object or array met before (live objects never share an id)
+            self._deps.append(ref)
+            return ref
+        if t not in _CONTAINERS:
+            if t is np.ndarray:
+                return self._array(v)
+            if isinstance(v, np.generic):
+                if v.dtype.hasobject:
+                    raise UnsupportedTypeError(f"numpy object scalars cannot be saved (in {self._owner})")
+                return v
+            return self._object(v)
+        if depth >= MAX_DEPTH:
+            raise GraphError(
+                f"plain containers are nested more than {MAX_DEPTH} levels deep in {self._owner} (or a container "
+                "contains itself); ngser keeps lists, dicts and tuples as values. Flatten the data or wrap the "
+                "levels in registered objects, which may be nested without limit."
+            )
+        depth += 1
+        if t is list:
+            return [x if type(x) in ATOMIC_TYPES else self._value(x, depth) for x in v]
+        if t is dict:
+            return self._dict(v, depth)
+        if t is tuple:
+            return tuple([x if type(x) in ATOMIC_TYPES else self._value(x, depth) for x in v])
+        return t(x if type(x) in ATOMIC_TYPES else self._value(x, depth) for x in v)
+
+    def _dict(self, v: dict[Any, Any], depth: int) -> Any:
+        out: dict[Any, Any] = {}
+        memo_get, deps = self._memo.get, self._deps
+        plain_keys = True
+        for key, x in v.items():
+            tx = type(x)
+            if tx not in ATOMIC_TYPES:
+                ref = memo_get(id(x))
+                if ref is not None:  # an object or array met before (live objects never share an id)
+                    deps.append(ref)
+                    x = ref
+                elif tx is np.ndarray:
+                    label = self._label
+                    self._label = f"{label}/{key}"
+                    x = self._array(x)
+                    self._label = label
+                else:
+                    x = self._value(x, depth)
+            if type(key) is not str:
+                plain_keys = False
+                key = key if type(key) in ATOMIC_TYPES else self._value(key, depth)
+            out[key] = x
+        if plain_keys:
+            return out
+        return PairsDict(list(out.items()))
+
+    def _array(self, a: np.ndarray) -> Ref:
+        """A new array (the memo was checked by the caller)."""
+        if a.dtype.hasobject:
+            raise UnsupportedTypeError(
+                f"numpy arrays of dtype {a.dtype} hold Python objects and cannot be saved (in {self._owner}); "
+                "convert the array to a list, or to a numeric or string dtype"
+            )
+        ref = self._new_ref(a, _DONE)
+        self.arrays.append(ArrayNode(ref.id, a, self._label or None))
+        return ref
+
+    def _object(self, v: Any) -> Ref:
+        """A new object (the memo was checked by the caller)."""
+        t = type(v)
+        serializer = self._serializers.get(t)
+        if serializer is None:
+            serializer = self._serializer_for(t)
+            self.writers[serializer.name] = serializer.version
+        ref = self._new_ref(v, _NEW)
+        self._deps.append(ref)
+        return ref
+
+    def _serializer_for(self, t: type) -> Serializer:
+        serializer = self.registry.for_type(t)
+        if serializer is None:
+            if self.fallback is None:
+                self.registry.require_type(t, f"(found in {self._owner})")
+            serializer = self.fallback
+        self._serializers[t] = serializer  # type: ignore[assignment]
+        return serializer  # type: ignore[return-value]
+
+    def _new_ref(self, obj: Any, status: int) -> Ref:
+        ref = self._memo[id(obj)] = Ref(len(self._keep))
+        self._keep.append(obj)
+        self._status.append(status)
+        return ref
+
+
+def encode(obj: Any, *, registry: Registry | None = None, fallback: Serializer | None = None) -> Graph:
+    """Turn ``obj`` into a :class:`~ngser.graph.Graph` (no file involved).
+
+    >>> graph = ngser.encode({"a": np.arange(3)})
+    >>> graph.arrays[0].data
+    array([0, 1, 2])
+    """
+    return Encoder(registry, fallback).encode(obj)

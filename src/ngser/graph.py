@@ -1,0 +1,244 @@
+"""The object graph: the small, fixed vocabulary between serializers and backends.
+
+A serializer turns one object into a *state* built from graph values; a backend
+writes a :class:`Graph` and reads it back. Neither knows about the other.
+
+Graph values are
+
+* ``None``, ``bool``, ``int`` (any size), ``float``, ``complex``, ``str``, ``bytes``;
+* ``list``, ``tuple``, ``set``, ``frozenset``, ``dict`` with ``str`` keys, and
+  :class:`PairsDict` for dicts with other keys (kept in insertion order);
+* numpy scalars (``numpy.generic``, not of object dtype);
+* :class:`Ref`, a reference to an entry of the node table by its integer id.
+
+A :class:`Graph` has a root value, a table of :class:`ObjectNode` (in post order:
+an object's children come before it unless a cycle runs through it) and a table
+of :class:`ArrayNode`. Plain containers are values: a list reachable twice is
+stored twice. Objects with serializers and numpy arrays are nodes: reachable
+twice, they are stored once and load as one object.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_DEPTH",
+    "ArrayNode",
+    "Graph",
+    "ObjectNode",
+    "PairsDict",
+    "RawNode",
+    "Ref",
+]
+
+#: Version of the graph encoding that every backend writes. Readers refuse newer files.
+FORMAT_VERSION = 1
+
+#: Plain containers (list, dict, tuple, ...) nested deeper than this inside one state
+#: are refused with :class:`ngser.GraphError`; objects with serializers do not count,
+#: so chains of registered objects may be arbitrarily long.
+MAX_DEPTH = 256
+
+
+class Ref:
+    """A reference to the node (object or array) with id :attr:`id`."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, id: int) -> None:
+        self.id = id
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Ref and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(("ngser.Ref", self.id))
+
+    def __repr__(self) -> str:
+        return f"Ref({self.id})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Ref, (self.id,))
+
+
+class PairsDict:
+    """A dict whose keys are not all strings, kept as a list of ``(key, value)`` pairs."""
+
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs: list[tuple[Any, Any]]) -> None:
+        self.pairs = pairs
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is PairsDict and other.pairs == self.pairs
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"PairsDict({self.pairs!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PairsDict, (self.pairs,))
+
+
+class ObjectNode(NamedTuple):
+    """An object in the node table: ``id``, serializer ``name`` and ``version``, ``state``.
+
+    A named tuple, so that backends can build large tables at C speed with
+    ``map(ObjectNode._make, ...)``. Field types are checked by the decoder.
+    """
+
+    id: int
+    name: str
+    version: int
+    state: Any
+
+    def __repr__(self) -> str:
+        return f"ObjectNode(id={self.id}, name={self.name!r}, version={self.version})"
+
+
+def nodes_from_flat(flat: list[Any]) -> list[ObjectNode]:
+    """Nodes from a flat ``[id, name, version, state, id, ...]`` list (as backends store them)."""
+    items = iter(flat)
+    return list(map(ObjectNode._make, zip(items, items, items, items)))
+
+
+def flatten_nodes(nodes: list[ObjectNode]) -> list[Any]:
+    """The inverse of :func:`nodes_from_flat`."""
+    return [field for node in nodes for field in node]
+
+
+class ArrayNode:
+    """A numpy array in the node table.
+
+    ``data`` is a :class:`numpy.ndarray`, or for lazily read files any object with
+    ``dtype``, ``shape`` and ``__array__`` (an h5py dataset, a memory map).
+    ``label`` is an optional readable name (``"ngsolve.Mesh/points"``) that
+    backends may use to place the array where people look for it.
+    """
+
+    __slots__ = ("data", "id", "label")
+
+    def __init__(self, id: int, data: Any, label: str | None = None) -> None:
+        self.id = id
+        self.data = data
+        self.label = label
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype(self.data.dtype)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def load(self) -> np.ndarray:
+        """The array itself, read into memory if it was read lazily."""
+        if isinstance(self.data, np.ndarray):
+            return self.data
+        return np.asarray(self.data[()]) if self.shape == () else np.asarray(self.data[...])
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not ArrayNode or other.id != self.id:
+            return False
+        a, b = self.load(), other.load()
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ArrayNode(id={self.id}, dtype={self.dtype}, shape={self.shape})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ArrayNode, (self.id, self.load(), self.label))
+
+
+class Graph:
+    """A complete object graph: the unit every backend reads and writes.
+
+    ``writers`` maps every serializer name in the graph to the version that wrote
+    it (the file header repeats it so tools can see it without reading nodes).
+    ``meta`` holds backend-neutral header fields (``ngser`` version, format version).
+    """
+
+    __slots__ = ("arrays", "meta", "nodes", "root", "writers")
+
+    def __init__(
+        self,
+        root: Any,
+        nodes: list[ObjectNode],
+        arrays: list[ArrayNode],
+        writers: dict[str, int] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.root = root
+        self.nodes = nodes
+        self.arrays = arrays
+        self.writers = writers if writers is not None else {}
+        self.meta = meta if meta is not None else {}
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is Graph
+            and values_equal(self.root, other.root)
+            and len(self.nodes) == len(other.nodes)
+            and all(values_equal(tuple(a), tuple(b)) for a, b in zip(self.nodes, other.nodes))
+            and self.arrays == other.arrays
+            and self.writers == other.writers
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<Graph: {len(self.nodes)} objects, {len(self.arrays)} arrays, root={_short(self.root)}>"
+
+
+class RawNode:
+    """An object whose type name no installed serializer knows.
+
+    Returned by ``load(..., unknown="raw")`` in place of the object so that the
+    file can still be inspected: ``name``, ``version`` and the decoded ``state``.
+    """
+
+    __slots__ = ("name", "state", "version")
+
+    def __init__(self, name: str, version: int, state: Any = None) -> None:
+        self.name = name
+        self.version = version
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"RawNode(name={self.name!r}, version={self.version})"
+
+
+def values_equal(a: Any, b: Any) -> bool:
+    """Structural equality of graph values that treats NaN as equal to NaN and
+    compares numpy scalars by dtype and bytes."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.generic):
+        return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    if type(a) is float:
+        return a == b or (a != a and b != b)
+    if type(a) is complex:
+        return values_equal(a.real, b.real) and values_equal(a.imag, b.imag)
+    if type(a) in (list, tuple):
+        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b))
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+    if type(a) is PairsDict:
+        return values_equal(a.pairs, b.pairs)
+    return bool(a == b)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

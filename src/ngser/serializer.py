@@ -1,0 +1,189 @@
+"""Serializers: how one class becomes a graph state and comes back.
+
+A serializer knows one class and nothing about files. Subclass :class:`Serializer`
+for full control (the shape of ASDF's converters), or let :func:`ngser.register`
+build one from ``dump``/``load`` functions or from the object's own
+``__getstate__``/``__dict__``.
+
+Two ways to rebuild an object:
+
+* **one phase** -- ``load(state) -> obj``. Children in ``state`` are complete
+  objects. A cycle through such an object cannot be rebuilt and is refused when
+  saving.
+* **two phase** -- ``create() -> obj`` makes an empty object, ``fill(obj, state)``
+  completes it. References to the object can be handed out before it is filled,
+  so cycles through it work (this is pickle's reduce + BUILD).
+
+Example::
+
+    class PointSerializer(ngser.Serializer):
+        name = "geometry.Point"
+        version = 1
+        types = (Point,)
+
+        def dump(self, obj):
+            return {"xy": (obj.x, obj.y)}
+
+        def load(self, state):
+            return Point(*state["xy"])
+
+    ngser.register(PointSerializer())
+"""
+
+from __future__ import annotations
+
+import copyreg
+import sys
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+__all__ = ["Serializer", "StateSerializer", "FunctionSerializer"]
+
+
+class Serializer:
+    """Base class of serializers.
+
+    Class attributes:
+
+    ``name``
+        The stable type name stored in files (``"pkg.Thing"``), never an import path.
+    ``version``
+        Version of the state layout; bump it when ``dump`` changes and register a
+        :func:`ngser.migration` from the old version.
+    ``types``
+        The classes this serializer handles.
+    ``subclasses``
+        Also handle subclasses of ``types`` (off by default: a subclass saved under
+        its parent's name would load as the parent).
+    ``trusted_only``
+        Loading such nodes runs code from the file; refused unless ``trusted=True``.
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[int] = 1
+    types: ClassVar[tuple[type, ...]] = ()
+    subclasses: ClassVar[bool] = False
+    trusted_only: ClassVar[bool] = False
+
+    def dump(self, obj: Any) -> Any:
+        """Return the state of ``obj``: any value ngser can serialize.
+
+        Registered objects and numpy arrays inside it become shared references.
+        """
+        raise NotImplementedError
+
+    def load(self, state: Any) -> Any:
+        """Rebuild an object from a complete ``state`` (one-phase serializers)."""
+        obj = self.create()
+        self.fill(obj, state)
+        return obj
+
+    def create(self) -> Any:
+        """Make an empty object to be completed by :meth:`fill` (two-phase serializers)."""
+        raise NotImplementedError
+
+    def fill(self, obj: Any, state: Any) -> None:
+        """Complete ``obj``, made by :meth:`create`, from ``state``."""
+        raise NotImplementedError
+
+    @property
+    def two_phase(self) -> bool:
+        """Whether this serializer builds objects in two steps (and so allows cycles)."""
+        return type(self).create is not Serializer.create
+
+    def describe(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, version={self.version})"
+
+
+def _has_custom(cls: type, method: str) -> bool:
+    impl = getattr(cls, method, None)
+    return impl is not None and impl is not getattr(object, method, None)
+
+
+class StateSerializer(Serializer):
+    """The default serializer: the object's own pickle state.
+
+    ``dump`` uses ``__getstate__()`` when the class defines one, otherwise the
+    instance ``__dict__`` and ``__slots__``; loading makes an instance without
+    calling ``__init__`` and restores the state with ``__setstate__`` or by filling
+    ``__dict__`` and the slots, exactly as pickle's BUILD does. Dataclasses (frozen
+    or with slots) and ``__slots__`` classes work.
+    """
+
+    def __init__(self, cls: type, name: str, version: int = 1) -> None:
+        self.cls = cls
+        self.name = name  # type: ignore[misc]
+        self.version = version  # type: ignore[misc]
+        self.types = (cls,)  # type: ignore[misc]
+        self._custom_getstate = _has_custom(cls, "__getstate__")
+        self._setstate = getattr(cls, "__setstate__", None)
+        self._slots = copyreg._slotnames(cls)  # type: ignore[attr-defined]
+        self._plain_dict = not self._custom_getstate and not self._slots
+
+    def dump(self, obj: Any) -> Any:
+        if self._plain_dict:
+            return obj.__dict__
+        if self._custom_getstate or sys.version_info >= (3, 11):
+            return obj.__getstate__()
+        return _default_getstate(obj, self._slots)
+
+    def create(self) -> Any:
+        return self.cls.__new__(self.cls)
+
+    def fill(self, obj: Any, state: Any) -> None:
+        if self._setstate is not None:
+            obj.__setstate__(state)
+        elif self._plain_dict and type(state) is dict:
+            obj.__dict__.update(state)
+        else:
+            build_state(obj, state)
+
+
+def _default_getstate(obj: Any, slots: list[str]) -> Any:
+    """Python 3.10's missing ``object.__getstate__`` for ``__slots__`` classes."""
+    inst_dict = getattr(obj, "__dict__", None) or None
+    slot_values = {name: getattr(obj, name) for name in slots if hasattr(obj, name)}
+    return (inst_dict, slot_values) if slot_values else inst_dict
+
+
+def build_state(obj: Any, state: Any) -> None:
+    """Restore ``state`` on ``obj`` the way pickle's BUILD opcode does."""
+    if state is None:
+        return
+    slot_state = None
+    if isinstance(state, tuple) and len(state) == 2:
+        state, slot_state = state
+    if state:
+        obj.__dict__.update(state)
+    if slot_state:
+        for key, value in slot_state.items():
+            object.__setattr__(obj, key, value)
+
+
+class FunctionSerializer(StateSerializer):
+    """A serializer made from ``dump``/``load`` functions given to :func:`ngser.register`.
+
+    With ``load`` it is one-phase; without it, the state returned by ``dump`` is
+    restored like the default state (two-phase, cycles allowed).
+    """
+
+    def __init__(
+        self,
+        cls: type,
+        name: str,
+        version: int = 1,
+        dump: Callable[[Any], Any] | None = None,
+        load: Callable[[Any], Any] | None = None,
+    ) -> None:
+        super().__init__(cls, name, version)
+        if dump is not None:
+            self.dump = dump  # type: ignore[method-assign]
+        if load is not None:
+            self.load = load  # type: ignore[method-assign]
+            self._one_phase = True
+        else:
+            self._one_phase = False
+
+    @property
+    def two_phase(self) -> bool:
+        return not self._one_phase
