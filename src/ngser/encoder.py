@@ -40,6 +40,8 @@ class Encoder:
         self._memo: dict[int, Ref] = {}
         self._keep: list[Any] = []
         self._status: list[int] = []
+        self._aliases: list[Any] = []
+        self._canonical_cache: dict[Any, Any] = {}
         self._nodes: dict[int, ObjectNode] = {}
         self._serializers: dict[type, Serializer] = {}
         self._deps: list[Ref] = []
@@ -87,18 +89,17 @@ class Encoder:
                 ) from exc
             state = self._dict(raw, 1) if type(raw) is dict else self._value(raw, 0)
             node = ObjectNode(nid, serializer.name, serializer.version, state)
-            if not deps:
+            todo = [ref.id for ref in deps if status[ref.id] != _DONE] if deps else deps
+            if not todo:  # every child is finished: so is this node
                 status[nid] = _DONE
                 finished.append(node)
                 continue
             nodes[nid] = node
             push(~nid)
-            for ref in reversed(deps):
-                dep = ref.id
-                dep_status = status[dep]
-                if dep_status == _NEW:
+            for dep in reversed(todo):
+                if status[dep] == _NEW:
                     push(dep)
-                elif dep_status == _IN_PROGRESS and not self._two_phase(dep):
+                elif not self._two_phase(dep):  # in progress: a cycle back to an ancestor
                     raise GraphError(self._cycle_message(dep))
 
     @property
@@ -148,7 +149,7 @@ class Encoder:
             )
         depth += 1
         if t is list:
-            return [x if type(x) in ATOMIC_TYPES else self._value(x, depth) for x in v]
+            return self._list(v, depth)
         if t is dict:
             return self._dict(v, depth)
         if t is tuple:
@@ -181,6 +182,21 @@ class Encoder:
             return out
         return PairsDict(list(out.items()))
 
+    def _list(self, v: list[Any], depth: int) -> list[Any]:
+        memo_get, deps, value = self._memo.get, self._deps, self._value
+        out = []
+        append = out.append
+        for x in v:
+            if type(x) not in ATOMIC_TYPES:
+                ref = memo_get(id(x))
+                if ref is not None:
+                    deps.append(ref)
+                    x = ref
+                else:
+                    x = value(x, depth)
+            append(x)
+        return out
+
     def _array(self, a: np.ndarray) -> Ref:
         """A new array (the memo was checked by the caller)."""
         if a.dtype.hasobject:
@@ -199,6 +215,17 @@ class Encoder:
         if serializer is None:
             serializer = self._serializer_for(t)
             self.writers[serializer.name] = serializer.version
+        if serializer.canonical is not None:
+            stand_in = serializer.canonical(v, self._canonical_cache)
+            if stand_in is not v:
+                ref = self._memo.get(id(stand_in))
+                if ref is None:
+                    ref = self._object(stand_in)
+                else:
+                    self._deps.append(ref)
+                self._memo[id(v)] = ref
+                self._aliases.append(v)  # keep it alive: its id must not be reused during the pass
+                return ref
         ref = self._new_ref(v, _NEW)
         self._deps.append(ref)
         return ref

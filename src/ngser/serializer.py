@@ -57,6 +57,8 @@ class Serializer:
         its parent's name would load as the parent).
     ``trusted_only``
         Loading such nodes runs code from the file; refused unless ``trusted=True``.
+    ``canonical``
+        Optional method mapping an object to the one that stands for it (wrapper identity).
     """
 
     name: ClassVar[str] = ""
@@ -64,6 +66,11 @@ class Serializer:
     types: ClassVar[tuple[type, ...]] = ()
     subclasses: ClassVar[bool] = False
     trusted_only: ClassVar[bool] = False
+    #: Optional ``canonical(obj, cache) -> obj``: the object that stands for ``obj`` in the
+    #: graph. For libraries that hand out several Python wrappers of one underlying object
+    #: (NGSolve does), return the first wrapper met; ``cache`` is one dict per encoding pass.
+    #: Called only for objects the encoder has not met before.
+    canonical: ClassVar[Callable[[Any, dict[Any, Any]], Any] | None] = None
 
     def dump(self, obj: Any) -> Any:
         """Return the state of ``obj``: any value ngser can serialize.

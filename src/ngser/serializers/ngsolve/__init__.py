@@ -1,0 +1,48 @@
+"""Serializers for NGSolve and netgen objects.
+
+``import ngser`` never imports NGSolve: the registry calls :func:`register_all` the first time
+an NGSolve/netgen/pyngcore object is saved or an ``ngsolve.*``/``netgen.*`` type name is
+loaded. Importing this package imports NGSolve. See ``docs/ngsolve.md`` for the stored layout.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ...registry import Registry
+    from ...serializer import Serializer
+
+__all__ = ["register_all", "serializers"]
+
+
+def serializers() -> list[Serializer]:
+    """Fresh instances of every NGSolve serializer, most specific first (subclass matching is ordered)."""
+    from .coefficients import CoefficientFunctionSerializer, ParameterSerializer
+    from .geometry import geometry_serializers
+    from .gridfunction import ComponentGridFunctionSerializer, GridFunctionSerializer
+    from .mesh import MeshSerializer, NetgenMeshSerializer
+    from .spaces import space_serializers
+
+    return [
+        NetgenMeshSerializer(),
+        MeshSerializer(),
+        *geometry_serializers(),
+        *space_serializers(),
+        ComponentGridFunctionSerializer(),
+        GridFunctionSerializer(),
+        ParameterSerializer(),
+        CoefficientFunctionSerializer(),  # last: it matches every CoefficientFunction subclass
+    ]
+
+
+def register_all(registry: Registry) -> None:
+    """Add every NGSolve serializer to ``registry``.
+
+    Names already registered are left alone, so calling it again changes nothing and a
+    serializer the user registered under one of these names beforehand wins.
+    """
+    known = set(registry.names())
+    for serializer in serializers():
+        if serializer.name not in known:
+            registry.add(serializer)

@@ -1,0 +1,105 @@
+"""GridFunctions: a reference to the space plus the dof vector(s) as an array.
+
+Real, complex, multidim (one row per vector) and compound GridFunctions are stored the same
+way. A component GridFunction (``gfu.components[i]``) is a reference to its parent plus the
+component number: it is a view of the parent's vector, so its values are stored once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ngsolve.comp as comp
+import numpy as np
+
+from ...errors import FormatError
+from ...serializer import Serializer
+from .identity import canonical
+
+__all__ = ["GridFunctionSerializer", "ComponentGridFunctionSerializer"]
+
+#: GridFunction flags passed back to the constructor (the others are informational).
+_CTOR_FLAGS = ("multidim", "nested", "autoupdate")
+
+
+class GridFunctionSerializer(Serializer):
+    """``ngsolve.GridFunction``: ``{"space", "name", "flags", "values"}``.
+
+    ``values`` is the dof vector (shape ``(ndof*dim,)``) or, for ``multidim`` GridFunctions, one
+    row per vector (shape ``(multidim, ndof*dim)``); float64 or complex128.
+    """
+
+    name = "ngsolve.GridFunction"
+    version = 1
+    types = (comp.GridFunction, comp.GridFunctionD, comp.GridFunctionC)
+    subclasses = True
+
+    def canonical(self, obj: Any, cache: dict[Any, Any]) -> Any:
+        """Encoder hook: the wrapper standing for ``obj``'s C++ GridFunction in this pass."""
+        return canonical(obj, cache)
+
+    def dump(self, obj: Any) -> Any:
+        flags = obj.__reduce_ex__(2)[2][2].ToDict()
+        vecs = [v.FV().NumPy() for v in obj.vecs]  # views: the encoder keeps obj alive
+        values = vecs[0] if len(vecs) == 1 and "multidim" not in flags else np.stack(vecs)
+        return {
+            "space": obj.space,
+            "name": obj.name,
+            "flags": {k: v for k, v in flags.items() if isinstance(v, (bool, float, str))},
+            "values": values,
+        }
+
+    def load(self, state: Any) -> Any:
+        if not isinstance(state, dict) or "space" not in state or "values" not in state:
+            raise FormatError("the stored ngsolve.GridFunction lacks its space or values; the file is damaged")
+        space = state["space"]
+        flags = state.get("flags", {})
+        kwargs = {k: flags[k] for k in _CTOR_FLAGS if k in flags}
+        if "multidim" in kwargs:
+            kwargs["multidim"] = int(kwargs["multidim"])
+        gf = comp.GridFunction(space, name=str(state.get("name", "gfu")), **kwargs)
+        values = np.asarray(state["values"])
+        rows = values.reshape(1, -1) if values.ndim == 1 else values
+        vecs = gf.vecs
+        if rows.shape[0] != len(vecs):
+            raise FormatError(
+                f"the stored GridFunction {gf.name!r} has {rows.shape[0]} vectors, its space gives {len(vecs)}"
+            )
+        for vec, row in zip(vecs, rows):
+            target = vec.FV().NumPy()
+            if target.shape != row.shape:
+                raise FormatError(
+                    f"the stored GridFunction {gf.name!r} has {row.size} values but its rebuilt space has "
+                    f"{target.size}; the space or mesh did not come back identical"
+                )
+            if np.iscomplexobj(row) and not np.iscomplexobj(target):
+                raise FormatError(f"the stored GridFunction {gf.name!r} is complex but its rebuilt space is real")
+            target[:] = row
+        return gf
+
+
+class ComponentGridFunctionSerializer(Serializer):
+    """``ngsolve.ComponentGridFunction``: ``{"parent", "component"}`` (``gfu.components[i]``)."""
+
+    name = "ngsolve.ComponentGridFunction"
+    version = 1
+    types = (comp.ComponentGridFunction,)
+
+    def canonical(self, obj: Any, cache: dict[Any, Any]) -> Any:
+        """Encoder hook: the wrapper standing for ``obj``'s C++ GridFunction in this pass."""
+        return canonical(obj, cache)
+
+    def dump(self, obj: Any) -> Any:
+        parent, component = obj.__reduce_ex__(2)[2]
+        return {"parent": parent, "component": int(component)}
+
+    def load(self, state: Any) -> Any:
+        if not isinstance(state, dict):
+            raise FormatError("the stored ngsolve.ComponentGridFunction is not a dict; the file is damaged")
+        parent, i = state.get("parent"), state.get("component")
+        if not isinstance(parent, comp.GridFunction) or not isinstance(i, int):
+            raise FormatError("the stored ngsolve.ComponentGridFunction lacks its parent or component number")
+        components = parent.components
+        if not 0 <= i < len(components):
+            raise FormatError(f"the stored component {i} does not exist: its parent has {len(components)}")
+        return components[i]

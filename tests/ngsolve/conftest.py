@@ -1,0 +1,148 @@
+"""Meshes and round-trip helpers for the NGSolve serializer tests (small meshes: the suite stays fast)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import netgen.meshing as nm
+import ngsolve
+import numpy as np
+import pytest
+from netgen.occ import Box, Circle, Glue, OCCGeometry, Rectangle, Sphere, X, unit_square
+from ngsolve.meshes import MakeStructured2DMesh, MakeStructured3DMesh
+
+import ngser
+from ngser.backends import available
+
+FORMATS = available()
+
+
+@pytest.fixture(params=FORMATS)
+def fmt(request: pytest.FixtureRequest) -> str:
+    """Every format whose backend is installed."""
+    return request.param
+
+
+@pytest.fixture
+def roundtrip(fmt: str, tmp_path: Path) -> Callable[[Any], Any]:
+    """Save an object to a real file in ``fmt`` and load it back."""
+    counter = iter(range(1_000_000))
+
+    def run(obj: Any) -> Any:
+        path = tmp_path / f"obj{next(counter)}.{fmt}"
+        ngser.save(obj, path, format=fmt)
+        return ngser.load(path)
+
+    return run
+
+
+def square_mesh(maxh: float = 0.3) -> ngsolve.Mesh:
+    return ngsolve.Mesh(unit_square.GenerateMesh(maxh=maxh))
+
+
+def disk_mesh(order: int = 3) -> ngsolve.Mesh:
+    """A curved 2D disk of radius 1 with a named circle boundary."""
+    face = Circle((0, 0), 1).Face()
+    face.edges.name = "circle"
+    face.faces.name = "disk"
+    mesh = ngsolve.Mesh(OCCGeometry(face, dim=2).GenerateMesh(maxh=0.5))
+    mesh.Curve(order)
+    return mesh
+
+
+def ball_in_box_mesh(order: int = 2) -> ngsolve.Mesh:
+    """Two materials (a curved ball inside a box), named faces."""
+    box = Box((0, 0, 0), (1, 1, 1))
+    box.faces.name = "outer"
+    box.faces.Min(X).name = "left"
+    ball = Sphere((0.5, 0.5, 0.5), 0.3)
+    ball.mat("ball")
+    ball.faces.name = "sphere"
+    box.mat("box")
+    mesh = ngsolve.Mesh(OCCGeometry(Glue([box - ball, ball])).GenerateMesh(maxh=0.35))
+    mesh.Curve(order)
+    return mesh
+
+
+def prism_layer_mesh() -> ngsolve.Mesh:
+    """Tets and prisms mixed: a boundary layer on one face of a box."""
+    box = Box((0, 0, 0), (1, 1, 1))
+    box.faces.Min(X).name = "left"
+    box.mat("inner")
+    layer = nm.BoundaryLayerParameters(boundary="left", thickness=[0.05], new_material="layer")
+    return ngsolve.Mesh(OCCGeometry(box).GenerateMesh(maxh=0.5, boundary_layers=[layer]))
+
+
+def mixed_2d_mesh() -> ngsolve.Mesh:
+    """A hand-built netgen mesh without geometry: one quad and two triangles, named regions."""
+    ngmesh = nm.Mesh(dim=2)
+    ngmesh.AddPoints(np.array([[0, 0], [1, 0], [1, 1], [0, 1], [2, 0], [2, 1]], dtype=float))
+    ngmesh.Add(nm.FaceDescriptor(surfnr=1, domin=1, domout=0, bc=1))
+    ngmesh.AddElements(2, 1, np.array([[1, 2, 3, 4]], dtype=np.int32), base=1)
+    ngmesh.AddElements(2, 1, np.array([[2, 5, 6], [2, 6, 3]], dtype=np.int32), base=1)
+    segments = [(1, [[1, 2], [2, 5]]), (2, [[5, 6]]), (3, [[6, 3], [3, 4]]), (4, [[4, 1]])]
+    for index, segs in segments:
+        ngmesh.AddElements(1, index, np.array(segs, dtype=np.int32), base=1)
+    ngmesh.SetMaterial(1, "plate")
+    for i, name in enumerate(["bottom", "right", "top", "left"]):
+        ngmesh.SetBCName(i, name)
+    return ngsolve.Mesh(ngmesh)
+
+
+def periodic_mesh() -> ngsolve.Mesh:
+    """A unit square whose left and right edges are identified periodically."""
+    face = Rectangle(1, 1).Face()
+    face.edges.Min(X).name = "left"
+    face.edges.Max(X).name = "right"
+    face.edges.Min(X).Identify(face.edges.Max(X), "periodic", nm.IdentificationType.PERIODIC)
+    return ngsolve.Mesh(OCCGeometry(face, dim=2).GenerateMesh(maxh=0.3))
+
+
+MESHES: dict[str, Callable[[], ngsolve.Mesh]] = {
+    "square": square_mesh,
+    "disk-curved": disk_mesh,
+    "ball-in-box-curved": ball_in_box_mesh,
+    "quads": lambda: MakeStructured2DMesh(quads=True, nx=3, ny=3),
+    "hexes": lambda: MakeStructured3DMesh(hexes=True, nx=2, ny=2, nz=2),
+    "prisms": lambda: MakeStructured3DMesh(hexes=False, prism=True, nx=2, ny=2, nz=2),
+    "tets-structured": lambda: MakeStructured3DMesh(hexes=False, nx=2, ny=2, nz=2),
+    "tets-and-prisms": prism_layer_mesh,
+    "trigs-and-quad": mixed_2d_mesh,
+    "periodic": periodic_mesh,
+}
+
+
+@pytest.fixture(scope="session")
+def mesh_cache() -> dict[str, ngsolve.Mesh]:
+    return {}
+
+
+@pytest.fixture(params=sorted(MESHES))
+def any_mesh(request: pytest.FixtureRequest, mesh_cache: dict[str, ngsolve.Mesh]) -> ngsolve.Mesh:
+    """Every kind of mesh the serializers support (built once per session)."""
+    name = request.param
+    if name not in mesh_cache:
+        mesh_cache[name] = MESHES[name]()
+    return mesh_cache[name]
+
+
+@pytest.fixture(scope="session")
+def square() -> ngsolve.Mesh:
+    return square_mesh()
+
+
+@pytest.fixture(scope="session")
+def ball() -> ngsolve.Mesh:
+    return ball_in_box_mesh()
+
+
+def integrals(cf: Any, mesh: ngsolve.Mesh, order: int = 5, vol: bool = True, bnd: bool = True) -> list[Any]:
+    """Integrals of ``cf`` over the volume, each material and each named boundary."""
+    values = [ngsolve.Integrate(cf, mesh, order=order)] if vol else []
+    for name in sorted(set(mesh.GetMaterials())) if vol else []:
+        values.append(ngsolve.Integrate(cf, mesh, definedon=mesh.Materials(name), order=order))
+    for name in sorted(set(mesh.GetBoundaries())) if bnd else []:
+        values.append(ngsolve.Integrate(cf, mesh, definedon=mesh.Boundaries(name), order=order))
+    return values
