@@ -1,0 +1,178 @@
+"""ngser benchmarks against what a user would otherwise use (``make bench``).
+
+    python bench/run.py            # everything (the NGSolve case builds a 460k-tet mesh: ~1 min)
+    python bench/run.py --quick    # smaller sizes, for a smoke test
+    python bench/run.py arrays small
+
+Sections: ``arrays`` (200 MB of arrays vs pickle protocol 5 and np.save), ``hdf5`` (the same vs
+raw h5py datasets, and file size vs raw bytes), ``small`` (100,000 small registered objects with
+1,000 shared parents vs C pickle of equivalent plain classes), ``ngsolve`` (mesh + order-3 H1
+GridFunction vs NGSolve's own pickle). Figures go into docs/performance.md by hand, with the
+command that produced them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import ngser  # noqa: E402
+from common import Row, best, report, size  # noqa: E402
+from ngser.backends import available  # noqa: E402
+
+EXT = {"pickle": ".pkl", "msgpack": ".msgpack", "hdf5": ".h5"}
+
+
+def save_load(obj: object, path: Path) -> None:
+    ngser.save(obj, path)
+    ngser.load(path)
+
+
+def bench_arrays(tmp: Path, quick: bool) -> None:
+    total = (20 if quick else 200) * 2**20
+    arrays = {f"a{i}": np.random.default_rng(i).random(total // 8 // 10) for i in range(10)}
+
+    def pickle_baseline() -> None:
+        with open(tmp / "base.pkl", "wb") as f:
+            pickle.dump(arrays, f, protocol=5)
+        with open(tmp / "base.pkl", "rb") as f:
+            pickle.load(f)
+
+    def npsave_baseline() -> None:
+        for name, a in arrays.items():
+            np.save(tmp / f"{name}.npy", a)
+        for name in arrays:
+            np.load(tmp / f"{name}.npy")
+
+    base = best(pickle_baseline)
+    rows: list[Row] = [("np.save + np.load (10 files)", best(npsave_baseline), base, "vs pickle")]
+    for fmt in available():
+        path = tmp / f"arrays{EXT[fmt]}"
+        rows.append((f"ngser {fmt} save+load", best(lambda p=path: save_load(arrays, p)), base,
+                     f"{size(path) / total:.4f} x raw bytes"))
+    report(f"{total / 2**20:.0f} MB of float64 arrays, save+load vs pickle protocol 5 to a file", rows, 1.25)
+
+
+def bench_hdf5(tmp: Path, quick: bool) -> None:
+    if "hdf5" not in available():
+        print("\n## hdf5: backend not available")
+        return
+    import h5py
+
+    total = (20 if quick else 200) * 2**20
+    arrays = {f"a{i}": np.random.default_rng(i).random(total // 8 // 10) for i in range(10)}
+
+    def raw() -> None:
+        with h5py.File(tmp / "raw.h5", "w") as f:
+            for name, a in arrays.items():
+                f.create_dataset(name, data=a)
+        with h5py.File(tmp / "raw.h5", "r") as f:
+            for name in arrays:
+                out = np.empty(f[name].shape, f[name].dtype)
+                f[name].read_direct(out)
+
+    base = best(raw)
+    path = tmp / "arrays.h5"
+    rows: list[Row] = [("ngser hdf5 save+load", best(lambda: save_load(arrays, path)), base,
+                        f"file {size(path) / total:.4f} x raw bytes (raw h5py {size(tmp / 'raw.h5') / total:.4f})")]
+    report(f"{total / 2**20:.0f} MB of arrays vs raw contiguous h5py datasets", rows, 1.25)
+
+
+class PlainParent:
+    def __init__(self, name: str, tag: int) -> None:
+        self.name, self.tag = name, tag
+
+
+class PlainChild:
+    def __init__(self, parent: object, value: float, label: str) -> None:
+        self.parent, self.value, self.label = parent, value, label
+
+
+@ngser.register(name="bench.Parent")
+class Parent(PlainParent):
+    pass
+
+
+@ngser.register(name="bench.Child")
+class Child(PlainChild):
+    pass
+
+
+def bench_small(tmp: Path, quick: bool) -> None:
+    n = 10_000 if quick else 100_000
+
+    def make(parent_cls: type, child_cls: type) -> list[object]:
+        parents = [parent_cls(f"p{i}", i) for i in range(1000)]
+        return [child_cls(parents[i % 1000], float(i), f"c{i}") for i in range(n)]
+
+    plain, registered = make(PlainParent, PlainChild), make(Parent, Child)
+    data = pickle.dumps(plain, protocol=5)
+    base = best(lambda: pickle.loads(pickle.dumps(plain, protocol=5)))
+    base_dumps, base_loads = best(lambda: pickle.dumps(plain, protocol=5)), best(lambda: pickle.loads(data))
+    rows: list[Row] = []
+    for fmt in available():
+        blob = ngser.dumps(registered, format=fmt)
+        total = best(lambda f=fmt: ngser.loads(ngser.dumps(registered, format=f)))
+        d = best(lambda f=fmt: ngser.dumps(registered, format=f))
+        ld = best(lambda b=blob: ngser.loads(b))
+        rows.append((f"ngser {fmt} dumps+loads", total, base,
+                     f"dumps {d * 1e3:.0f} ms, loads {ld * 1e3:.0f} ms, {len(blob) / 1e6:.1f} MB"))
+    print(f"\n(C pickle: dumps {base_dumps * 1e3:.0f} ms, loads {base_loads * 1e3:.0f} ms with the garbage collector on, "
+          f"{len(data) / 1e6:.1f} MB)")
+    report(f"{n:,} small registered objects sharing 1,000 parents vs C pickle of plain classes", rows, 2.0)
+
+
+def bench_ngsolve(tmp: Path, quick: bool) -> None:
+    try:
+        from netgen.csg import unit_cube
+        from ngsolve import H1, GridFunction, Mesh, x, y, z
+    except ImportError:
+        print("\n## ngsolve: not installed")
+        return
+    maxh = 0.06 if quick else 0.0215
+    mesh = Mesh(unit_cube.GenerateMesh(maxh=maxh))
+    gfu = GridFunction(H1(mesh, order=3))
+    gfu.Set(x * y * z)
+    objs = [mesh, gfu]
+
+    def native() -> None:
+        with open(tmp / "native.pkl", "wb") as f:
+            pickle.dump(objs, f, protocol=5)
+        with open(tmp / "native.pkl", "rb") as f:
+            pickle.load(f)
+
+    base = best(native, repeat=3)
+    rows: list[Row] = []
+    for fmt in available():
+        path = tmp / f"ngsolve{EXT[fmt]}"
+        rows.append((f"ngser {fmt} save+load", best(lambda p=path: save_load(objs, p), repeat=3), base,
+                     f"file {size(path) / 1e6:.1f} MB (native pickle {size(tmp / 'native.pkl') / 1e6:.1f} MB)"))
+    report(f"NGSolve mesh ({mesh.ne:,} tets) + order-3 H1 GridFunction ({gfu.space.ndof:,} dofs) vs native pickle",
+           rows, 1.1)
+
+
+SECTIONS = {"arrays": bench_arrays, "hdf5": bench_hdf5, "small": bench_small, "ngsolve": bench_ngsolve}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], help="sections to run (default: all)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
+    args = parser.parse_args()
+    print(f"ngser {ngser.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} cores; best of several runs after a warm-up")
+    with tempfile.TemporaryDirectory(dir=os.environ.get("NGSER_BENCH_DIR")) as tmp:
+        for name in args.sections or SECTIONS:
+            SECTIONS[name](Path(tmp), args.quick)
+
+
+if __name__ == "__main__":
+    main()
