@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import ngser  # noqa: E402
-from common import Row, best, report, size  # noqa: E402
-from ngser.backends import available  # noqa: E402
+import ngser
+from common import Row, best, report, size
+from ngser.backends import available
 
 EXT = {"pickle": ".pkl", "msgpack": ".msgpack", "hdf5": ".h5"}
 
@@ -56,8 +56,14 @@ def bench_arrays(tmp: Path, quick: bool) -> None:
     rows: list[Row] = [("np.save + np.load (10 files)", best(npsave_baseline), base, "vs pickle")]
     for fmt in available():
         path = tmp / f"arrays{EXT[fmt]}"
-        rows.append((f"ngser {fmt} save+load", best(lambda p=path: save_load(arrays, p)), base,
-                     f"{size(path) / total:.4f} x raw bytes"))
+        rows.append(
+            (
+                f"ngser {fmt} save+load",
+                best(lambda p=path: save_load(arrays, p)),
+                base,
+                f"{size(path) / total:.4f} x raw bytes",
+            )
+        )
     report(f"{total / 2**20:.0f} MB of float64 arrays, save+load vs pickle protocol 5 to a file", rows, 1.25)
 
 
@@ -81,8 +87,14 @@ def bench_hdf5(tmp: Path, quick: bool) -> None:
 
     base = best(raw)
     path = tmp / "arrays.h5"
-    rows: list[Row] = [("ngser hdf5 save+load", best(lambda: save_load(arrays, path)), base,
-                        f"file {size(path) / total:.4f} x raw bytes (raw h5py {size(tmp / 'raw.h5') / total:.4f})")]
+    rows: list[Row] = [
+        (
+            "ngser hdf5 save+load",
+            best(lambda: save_load(arrays, path)),
+            base,
+            f"file {size(path) / total:.4f} x raw bytes (raw h5py {size(tmp / 'raw.h5') / total:.4f})",
+        )
+    ]
     report(f"{total / 2**20:.0f} MB of arrays vs raw contiguous h5py datasets", rows, 1.25)
 
 
@@ -123,10 +135,18 @@ def bench_small(tmp: Path, quick: bool) -> None:
         total = best(lambda f=fmt: ngser.loads(ngser.dumps(registered, format=f)))
         d = best(lambda f=fmt: ngser.dumps(registered, format=f))
         ld = best(lambda b=blob: ngser.loads(b))
-        rows.append((f"ngser {fmt} dumps+loads", total, base,
-                     f"dumps {d * 1e3:.0f} ms, loads {ld * 1e3:.0f} ms, {len(blob) / 1e6:.1f} MB"))
-    print(f"\n(C pickle: dumps {base_dumps * 1e3:.0f} ms, loads {base_loads * 1e3:.0f} ms with the garbage collector on, "
-          f"{len(data) / 1e6:.1f} MB)")
+        rows.append(
+            (
+                f"ngser {fmt} dumps+loads",
+                total,
+                base,
+                f"dumps {d * 1e3:.0f} ms, loads {ld * 1e3:.0f} ms, {len(blob) / 1e6:.1f} MB",
+            )
+        )
+    print(
+        f"\n(C pickle, garbage collector on: dumps {base_dumps * 1e3:.0f} ms, loads {base_loads * 1e3:.0f} ms, "
+        f"{len(data) / 1e6:.1f} MB)"
+    )
     report(f"{n:,} small registered objects sharing 1,000 parents vs C pickle of plain classes", rows, 2.0)
 
 
@@ -153,10 +173,19 @@ def bench_ngsolve(tmp: Path, quick: bool) -> None:
     rows: list[Row] = []
     for fmt in available():
         path = tmp / f"ngsolve{EXT[fmt]}"
-        rows.append((f"ngser {fmt} save+load", best(lambda p=path: save_load(objs, p), repeat=3), base,
-                     f"file {size(path) / 1e6:.1f} MB (native pickle {size(tmp / 'native.pkl') / 1e6:.1f} MB)"))
-    report(f"NGSolve mesh ({mesh.ne:,} tets) + order-3 H1 GridFunction ({gfu.space.ndof:,} dofs) vs native pickle",
-           rows, 1.1)
+        rows.append(
+            (
+                f"ngser {fmt} save+load",
+                best(lambda p=path: save_load(objs, p), repeat=3),
+                base,
+                f"file {size(path) / 1e6:.1f} MB (native pickle {size(tmp / 'native.pkl') / 1e6:.1f} MB)",
+            )
+        )
+    report(
+        f"NGSolve mesh ({mesh.ne:,} tets) + order-3 H1 GridFunction ({gfu.space.ndof:,} dofs) vs native pickle",
+        rows,
+        1.1,
+    )
 
 
 SECTIONS = {"arrays": bench_arrays, "hdf5": bench_hdf5, "small": bench_small, "ngsolve": bench_ngsolve}
@@ -167,8 +196,10 @@ def main() -> None:
     parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], help="sections to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
     args = parser.parse_args()
-    print(f"ngser {ngser.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} cores; best of several runs after a warm-up")
+    print(
+        f"ngser {ngser.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} cores; best of several runs after a warm-up"
+    )
     with tempfile.TemporaryDirectory(dir=os.environ.get("NGSER_BENCH_DIR")) as tmp:
         for name in args.sections or SECTIONS:
             SECTIONS[name](Path(tmp), args.quick)
