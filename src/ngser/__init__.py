@@ -30,6 +30,7 @@ from .errors import (
 from .graph import Graph, RawNode
 from .registry import Registry, default_registry, migration, register, unregister
 from .serializer import Serializer
+from .view import ArrayInfo, FileView, open
 
 __all__ = [
     "__version__",
@@ -41,6 +42,9 @@ __all__ = [
     "encode",
     "decode",
     "read_graph",
+    "open",
+    "FileView",
+    "ArrayInfo",
     "write_graph",
     "register",
     "unregister",

@@ -46,7 +46,6 @@ class Encoder:
         self._serializers: dict[type, Serializer] = {}
         self._deps: list[Ref] = []
         self._current: int | None = None
-        self._label = ""
         self.nodes: list[ObjectNode] = []
         self.arrays: list[ArrayNode] = []
         self.writers: dict[str, int] = {}
@@ -76,7 +75,6 @@ class Encoder:
             obj = keep[nid]
             serializer = serializers[type(obj)]
             self._current = nid
-            self._label = serializer.name
             self._deps = deps = []
             try:
                 raw = serializer.dump(obj)
@@ -158,7 +156,7 @@ class Encoder:
 
     def _dict(self, v: dict[Any, Any], depth: int) -> Any:
         out: dict[Any, Any] = {}
-        memo_get, deps = self._memo.get, self._deps
+        memo_get, deps, serializers = self._memo.get, self._deps, self._serializers
         plain_keys = True
         for key, x in v.items():
             tx = type(x)
@@ -167,11 +165,10 @@ class Encoder:
                 if ref is not None:  # an object or array met before (live objects never share an id)
                     deps.append(ref)
                     x = ref
+                elif tx in serializers:
+                    x = self._object(x)
                 elif tx is np.ndarray:
-                    label = self._label
-                    self._label = f"{label}/{key}"
-                    x = self._array(x)
-                    self._label = label
+                    x = self._array(x, key)
                 else:
                     x = self._value(x, depth)
             if type(key) is not str:
@@ -183,7 +180,7 @@ class Encoder:
         return PairsDict(list(out.items()))
 
     def _list(self, v: list[Any], depth: int) -> list[Any]:
-        memo_get, deps, value = self._memo.get, self._deps, self._value
+        memo_get, deps, value, serializers = self._memo.get, self._deps, self._value, self._serializers
         out = []
         append = out.append
         for x in v:
@@ -192,20 +189,25 @@ class Encoder:
                 if ref is not None:
                     deps.append(ref)
                     x = ref
+                elif type(x) in serializers:
+                    x = self._object(x)
                 else:
                     x = value(x, depth)
             append(x)
         return out
 
-    def _array(self, a: np.ndarray) -> Ref:
-        """A new array (the memo was checked by the caller)."""
+    def _array(self, a: np.ndarray, key: Any = None) -> Ref:
+        """A new array (the memo was checked by the caller), found under dict ``key`` if given."""
         if a.dtype.hasobject:
             raise UnsupportedTypeError(
                 f"numpy arrays of dtype {a.dtype} hold Python objects and cannot be saved (in {self._owner}); "
                 "convert the array to a list, or to a numeric or string dtype"
             )
         ref = self._new_ref(a, _DONE)
-        self.arrays.append(ArrayNode(ref.id, a, self._label or None))
+        label = None
+        if key is not None and self._current is not None:
+            label = f"{self._serializer_of(self._current).name}/{key}"
+        self.arrays.append(ArrayNode(ref.id, a, label))
         return ref
 
     def _object(self, v: Any) -> Ref:
@@ -226,7 +228,10 @@ class Encoder:
                 self._memo[id(v)] = ref
                 self._aliases.append(v)  # keep it alive: its id must not be reused during the pass
                 return ref
-        ref = self._new_ref(v, _NEW)
+        keep = self._keep
+        ref = self._memo[id(v)] = Ref(len(keep))
+        keep.append(v)
+        self._status.append(_NEW)
         self._deps.append(ref)
         return ref
 

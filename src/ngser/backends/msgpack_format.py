@@ -15,8 +15,10 @@ between), each 64-byte aligned, and read straight into their own buffers.
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
+from collections.abc import Callable
 from typing import IO, Any
 
 import msgpack
@@ -206,60 +208,115 @@ class MsgpackBackend(StreamBackend):
             position = target + view.nbytes
 
     def read(self, stream: IO[bytes], size: int, source: str, *, trusted: bool = False) -> Graph:
-        prelude = stream.read(_PRELUDE.size)
-        if len(prelude) < _PRELUDE.size or not prelude.startswith(MAGIC):
-            raise FormatError(f"{source}: not an ngser msgpack file, or truncated before its header ends")
-        _, doc_len, doc_crc, _ = _PRELUDE.unpack(prelude)
-        if _PRELUDE.size + doc_len > size:
-            raise FormatError(
-                f"{source}: the file is truncated: its graph needs {doc_len} bytes, {size - _PRELUDE.size} remain"
-            )
-        doc_bytes = stream.read(doc_len)
-        if len(doc_bytes) != doc_len or zlib.crc32(doc_bytes) != doc_crc:
-            raise FormatError(f"{source}: the graph is damaged (checksum mismatch)")
-        doc = unpack_value_document(doc_bytes, source)
-        if not isinstance(doc, dict):
-            raise FormatError(f"{source}: the graph document is not a map")
-        check_format(doc.get("format"), source)
-        start = _align(_PRELUDE.size + doc_len)
-        arrays = self._read_arrays(doc.get("arrays"), stream, size - start, start, source)
-        nodes = _nodes_from_flat(doc.get("nodes"), source)
-        writers = doc.get("writers")
-        if not isinstance(writers, dict):
-            raise FormatError(f"{source}: the header's writer table is damaged")
-        meta = {"ngser": doc.get("ngser"), "format": doc.get("format")}
-        return Graph(doc.get("root"), nodes, arrays, writers, meta)
-
-    def _read_arrays(self, table: Any, stream: IO[bytes], available: int, start: int, source: str) -> list[ArrayNode]:
-        if not isinstance(table, list):
-            raise FormatError(f"{source}: the array table is damaged")
+        doc, start = _read_document(stream, size, source)
         arrays = []
-        for entry in table:
-            if not isinstance(entry, list) or len(entry) != 8:
-                raise FormatError(f"{source}: an array table entry is damaged")
-            nid, descr, shape, fortran, offset, nbytes, crc, label = entry
-            where = f"{source}: array node {nid}"
-            dtype = parse_dtype(descr, where)
-            shape = check_shape(shape, where)
-            count = int(np.prod(shape, dtype=object))
-            if type(nid) is not int or type(offset) is not int or type(nbytes) is not int or offset < 0:
-                raise FormatError(f"{where}: its table entry is damaged")
-            if count * dtype.itemsize != nbytes:
-                raise FormatError(f"{where}: {nbytes} bytes do not hold {shape} elements of {dtype}")
-            if offset + nbytes > available:
-                raise FormatError(
-                    f"{where}: the file is truncated: the array needs {offset + nbytes} bytes of "
-                    f"data, {max(available, 0)} remain"
-                )
-            buffer = np.empty(nbytes, np.uint8)
-            stream.seek(start + offset)
-            if stream.readinto(memoryview(buffer)) != nbytes:  # type: ignore[attr-defined]
-                raise FormatError(f"{where}: the file is truncated")
-            if zlib.crc32(buffer) != crc:
-                raise FormatError(f"{where} ({label or 'unnamed'}): the array data is damaged (checksum mismatch)")
-            data = buffer.view(dtype).reshape(shape, order="F" if fortran else "C")
-            arrays.append(ArrayNode(nid, data, label if isinstance(label, str) else None))
-        return arrays
+        for entry in _array_entries(doc, size - start, source):
+            buffer = np.empty(entry.nbytes, np.uint8)
+            stream.seek(start + entry.offset)
+            if stream.readinto(memoryview(buffer)) != entry.nbytes:  # type: ignore[attr-defined]
+                raise FormatError(f"{entry.where}: the file is truncated")
+            arrays.append(ArrayNode(entry.id, entry.array(buffer), entry.label))
+        return _graph(doc, arrays, source)
+
+    def open_lazy(self, path: str, *, trusted: bool = False) -> tuple[Graph, Callable[[], None] | None]:
+        """The graph of ``path`` with arrays left in the file until they are read."""
+        with open(path, "rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            doc, start = _read_document(stream, size, path)
+        arrays = [ArrayNode(e.id, LazyArray(path, start, e), e.label) for e in _array_entries(doc, size - start, path)]
+        return _graph(doc, arrays, path), None
+
+
+class _Entry:
+    """One validated entry of the array table."""
+
+    __slots__ = ("crc", "dtype", "fortran", "id", "label", "nbytes", "offset", "shape", "where")
+
+    def __init__(self, entry: Any, available: int, source: str) -> None:
+        if not isinstance(entry, list) or len(entry) != 8:
+            raise FormatError(f"{source}: an array table entry is damaged")
+        nid, descr, shape, fortran, offset, nbytes, crc, label = entry
+        self.where = where = f"{source}: array node {nid}"
+        if type(nid) is not int or type(offset) is not int or type(nbytes) is not int or offset < 0:
+            raise FormatError(f"{where}: its table entry is damaged")
+        self.id, self.offset, self.nbytes, self.crc = nid, offset, nbytes, crc
+        self.dtype = parse_dtype(descr, where)
+        self.shape = check_shape(shape, where)
+        self.fortran = bool(fortran)
+        self.label = label if isinstance(label, str) else None
+        if int(np.prod(self.shape, dtype=object)) * self.dtype.itemsize != nbytes:
+            raise FormatError(f"{where}: {nbytes} bytes do not hold {self.shape} elements of {self.dtype}")
+        if offset + nbytes > available:
+            raise FormatError(
+                f"{where}: the file is truncated: the array needs {offset + nbytes} bytes of data, "
+                f"{max(available, 0)} remain"
+            )
+
+    def array(self, buffer: np.ndarray) -> np.ndarray:
+        """The array held by ``buffer`` (uint8, this entry's bytes), after checking its checksum."""
+        if zlib.crc32(buffer) != self.crc:
+            raise FormatError(
+                f"{self.where} ({self.label or 'unnamed'}): the array data is damaged (checksum mismatch)"
+            )
+        return buffer.view(self.dtype).reshape(self.shape, order="F" if self.fortran else "C")
+
+
+class LazyArray:
+    """An array payload still in its file: ``dtype`` and ``shape`` at once, data on indexing."""
+
+    def __init__(self, path: str, start: int, entry: _Entry) -> None:
+        self.path, self.start, self.entry = path, start, entry
+        self.dtype, self.shape = entry.dtype, entry.shape
+
+    def __getitem__(self, index: Any) -> Any:
+        entry = self.entry
+        buffer = np.empty(entry.nbytes, np.uint8)
+        if entry.nbytes:
+            with open(self.path, "rb") as stream:
+                stream.seek(self.start + entry.offset)
+                if stream.readinto(memoryview(buffer)) != entry.nbytes:
+                    raise FormatError(f"{entry.where}: the file is truncated")
+        return entry.array(buffer)[index]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        data = self[...]
+        return data if dtype is None else data.astype(dtype)
+
+
+def _read_document(stream: IO[bytes], size: int, source: str) -> tuple[dict[str, Any], int]:
+    """The checked graph document and the offset where array data starts."""
+    prelude = stream.read(_PRELUDE.size)
+    if len(prelude) < _PRELUDE.size or not prelude.startswith(MAGIC):
+        raise FormatError(f"{source}: not an ngser msgpack file, or truncated before its header ends")
+    _, doc_len, doc_crc, _ = _PRELUDE.unpack(prelude)
+    if _PRELUDE.size + doc_len > size:
+        raise FormatError(
+            f"{source}: the file is truncated: its graph needs {doc_len} bytes, {size - _PRELUDE.size} remain"
+        )
+    doc_bytes = stream.read(doc_len)
+    if len(doc_bytes) != doc_len or zlib.crc32(doc_bytes) != doc_crc:
+        raise FormatError(f"{source}: the graph is damaged (checksum mismatch)")
+    doc = unpack_value_document(doc_bytes, source)
+    if not isinstance(doc, dict):
+        raise FormatError(f"{source}: the graph document is not a map")
+    check_format(doc.get("format"), source)
+    return doc, _align(_PRELUDE.size + doc_len)
+
+
+def _array_entries(doc: dict[str, Any], available: int, source: str) -> list[_Entry]:
+    table = doc.get("arrays")
+    if not isinstance(table, list):
+        raise FormatError(f"{source}: the array table is damaged")
+    return [_Entry(entry, available, source) for entry in table]
+
+
+def _graph(doc: dict[str, Any], arrays: list[ArrayNode], source: str) -> Graph:
+    nodes = _nodes_from_flat(doc.get("nodes"), source)
+    writers = doc.get("writers")
+    if not isinstance(writers, dict):
+        raise FormatError(f"{source}: the header's writer table is damaged")
+    meta = {"ngser": doc.get("ngser"), "format": doc.get("format")}
+    return Graph(doc.get("root"), nodes, arrays, writers, meta)
 
 
 def _nodes_from_flat(flat: Any, source: str) -> list[ObjectNode]:
