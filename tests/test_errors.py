@@ -154,3 +154,37 @@ def test_failing_load_names_node(fmt: str) -> None:
 def test_bad_options(tmp_path: Path, fmt: str) -> None:
     with pytest.raises(ngser.FormatError, match="takes no option"):
         ngser.save(1, tmp_path / "x.bin", format=fmt, colour="blue")  # type: ignore[arg-type]
+
+
+def _graph(root: Any, *nodes: tuple[Any, str, int, Any]) -> ngser.Graph:
+    from ngser.graph import ObjectNode
+
+    return ngser.Graph(root, [ObjectNode(*node) for node in nodes], [])
+
+
+def test_damaged_graphs_are_format_errors() -> None:
+    from ngser.graph import Ref
+
+    registry = ngser.Registry()
+
+    class Leaf:
+        pass
+
+    ngser.register(Leaf, name="tests.Leaf", registry=registry)
+    ngser.register(
+        Leaf, name="tests.OnePhase", load=lambda s: Leaf(), dump=lambda o: {}, registry=registry, replace=True
+    )
+    with pytest.raises(ngser.FormatError, match="used twice"):
+        ngser.decode(_graph(Ref(0), (0, "tests.OnePhase", 1, {}), (0, "tests.OnePhase", 1, {})), registry=registry)
+    with pytest.raises(ngser.FormatError, match="refers to id 7"):
+        ngser.decode(_graph(Ref(7), (0, "tests.OnePhase", 1, {})), registry=registry)
+    with pytest.raises(ngser.GraphError, match="before it is built"):
+        ngser.decode(
+            _graph(Ref(1), (1, "tests.OnePhase", 1, {"x": Ref(2)}), (2, "tests.OnePhase", 1, {})), registry=registry
+        )
+    with pytest.raises(ngser.FormatError, match="damaged"):
+        ngser.decode(_graph(None, ("x", "tests.OnePhase", 1, {})), registry=registry)
+    with pytest.raises(ngser.FormatError, match="damaged"):
+        ngser.decode(_graph(None, (0, ["not", "a", "name"], 1, {})), registry=registry)
+    with pytest.raises(ngser.FormatError, match="not a graph value"):
+        ngser.decode(_graph(object()), registry=registry)

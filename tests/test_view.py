@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import ngser
-from conftest import EXTENSION
+from ngser.backends import get_backend
 
 
 @ngser.register(name="tests.view.Holder")
@@ -21,7 +21,7 @@ class Holder:
 @pytest.fixture
 def saved(fmt: str, tmp_path: Path) -> Path:
     shared = Holder(np.arange(6.0).reshape(3, 2), "shared")
-    path = tmp_path / f"view{EXTENSION[fmt]}"
+    path = tmp_path / f"view{get_backend(fmt).extensions[0]}"
     ngser.save({"a": Holder(np.ones(4), "a", shared), "b": [shared, 7], "big": np.arange(1000)}, path)
     return path
 

@@ -58,10 +58,11 @@ class Decoder:
         self.unknown = unknown
         self.source = f"{source}: " if source else ""
         self._objects: dict[int, Any] = {}
-        self._index: dict[int, ObjectNode] = {}
-        self._serializers: dict[int, Serializer] = {}
+        self._nodes: list[ObjectNode] = []
+        self._index: dict[int, ObjectNode] | None = None
+        self._forward: set[int] = set()
         self._by_name: dict[tuple[str, int], Serializer] = {}
-        self._plans: dict[tuple[Any, Any], tuple[Serializer, bool, bool]] = {}
+        self._plans: dict[tuple[Any, Any], tuple[Serializer, Any, Any, bool]] = {}
         self._current: ObjectNode | None = None
 
     def decode(self, graph: Graph) -> Any:
@@ -70,23 +71,13 @@ class Decoder:
             if array.id in objects:
                 raise FormatError(f"{self.source}the id {array.id} is used by two arrays; the file is damaged")
             objects[array.id] = _checked_array(array.load(), array.id, self.source)
-        index = self._index
-        for node in graph.nodes:
-            nid = node.id
-            if type(nid) is not int or type(node.name) is not str or type(node.version) is not int:
-                raise FormatError(f"{self.source}a node table entry ({nid!r}, {node.name!r}) is damaged")
-            if nid in index or nid in objects:
-                raise FormatError(f"{self.source}the id {nid} is used by two nodes; the file is damaged")
-            index[nid] = node
+        self._nodes = graph.nodes
         self._build_all(graph.nodes)
         self._current = None
         return self._value(graph.root, 0)
 
     # -- nodes ----------------------------------------------------------------------
     def _serializer(self, node: ObjectNode) -> Serializer:
-        serializer = self._serializers.get(node.id)
-        if serializer is not None:
-            return serializer
         key = (node.name, node.version)
         serializer = self._by_name.get(key)
         if serializer is None:
@@ -104,43 +95,53 @@ class Decoder:
                     "trusted=True only if you trust where the file came from."
                 )
             serializer = self._by_name[key] = found
-        self._serializers[node.id] = serializer
         return serializer
 
     def _build_all(self, nodes: list[ObjectNode]) -> None:
         """Build every node in table order (the hot loop: per-type facts are cached)."""
-        objects, plans, dict_state = self._objects, self._plans, self._dict
+        objects, plans, dict_state, forward = self._objects, self._plans, self._dict, self._forward
         for node in nodes:
-            plan = plans.get((node.name, node.version))
+            nid = node.id
+            try:
+                plan = plans.get((node.name, node.version))
+            except TypeError:
+                plan = None
             if plan is None:
                 plan = self._plan(node)
-            serializer, two_phase, upgrade = plan
+            serializer, create, finish, upgrade = plan
             self._current = node
-            self._serializers[node.id] = serializer
+            if type(nid) is not int or (nid in objects and (create is None or nid not in forward)):
+                raise FormatError(
+                    f"{self.source}node id {nid!r} is not an integer or is used twice; the file is damaged"
+                )
             raw = node.state
             state = dict_state(raw) if type(raw) is dict else self._value(raw, 0)
             try:
                 if upgrade:
-                    state = self.registry.upgrade(serializer, node.version, state, f"{self.source}node {node.id}")
-                if two_phase:
-                    obj = objects.get(node.id, _MISSING)
-                    if obj is _MISSING:
-                        obj = objects[node.id] = serializer.create()
-                    serializer.fill(obj, state)
+                    state = self.registry.upgrade(serializer, node.version, state, f"{self.source}node {nid}")
+                if create is None:
+                    objects[nid] = finish(state)
                 else:
-                    objects[node.id] = serializer.load(state)
+                    obj = objects.get(nid, _MISSING)
+                    if obj is _MISSING:
+                        obj = objects[nid] = create()
+                    finish(obj, state)
             except NgserError:
                 raise
             except Exception as exc:
                 raise SerializerError(
-                    f"{self.source}rebuilding {node.name!r} (node {node.id}) failed: {type(exc).__name__}: "
+                    f"{self.source}rebuilding {node.name!r} (node {nid}) failed: {type(exc).__name__}: "
                     f"{exc}. The file may be damaged, or the serializer cannot handle this state."
                 ) from exc
 
-    def _plan(self, node: ObjectNode) -> tuple[Serializer, bool, bool]:
+    def _plan(self, node: ObjectNode) -> tuple[Serializer, Any, Any, bool]:
+        """How to build nodes of this (name, version): ``(serializer, create or None, fill or load, upgrade?)``."""
+        if type(node.name) is not str or type(node.version) is not int:
+            raise FormatError(f"{self.source}a node table entry ({node.id!r}, {node.name!r}) is damaged")
         serializer = self._serializer(node)
         raw = isinstance(serializer, _RawSerializer)
-        plan = (serializer, serializer.two_phase, node.version != serializer.version and not raw)
+        create, finish = (serializer.create, serializer.fill) if serializer.two_phase else (None, serializer.load)
+        plan = (serializer, create, finish, node.version != serializer.version and not raw)
         self._plans[(node.name, node.version)] = plan
         return plan
 
@@ -169,6 +170,8 @@ class Decoder:
             return self._objects[nid]
         except (KeyError, TypeError):
             pass
+        if self._index is None:  # built on the first forward reference only
+            self._index = {node.id: node for node in self._nodes if type(node.id) is int}
         node = self._index.get(nid) if type(nid) is int else None
         if node is None:
             raise FormatError(
@@ -183,6 +186,7 @@ class Decoder:
             )
         try:
             obj = self._objects[nid] = serializer.create()
+            self._forward.add(nid)
         except Exception as exc:
             raise SerializerError(f"{self.source}creating {node.name!r} (node {nid}) failed: {exc}") from exc
         return obj
