@@ -20,6 +20,7 @@ from .errors import (
     FormatError,
     GraphError,
     NgserError,
+    PickleProtocolError,
     RegistrationError,
     SerializerError,
     UnknownTypeError,
@@ -64,4 +65,8 @@ __all__ = [
     "RegistrationError",
     "SerializerError",
     "FileAccessError",
+    "PickleProtocolError",
 ]
+
+# Route classes registered from now on through ngser in plain pickle/copy/multiprocessing.
+from . import shim as shim

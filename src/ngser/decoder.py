@@ -72,6 +72,14 @@ class Decoder:
                 raise FormatError(f"{self.source}the id {array.id} is used by two arrays; the file is damaged")
             objects[array.id] = _checked_array(array.load(), array.id, self.source)
         self._nodes = graph.nodes
+        plans = self._plans
+        for node in graph.nodes:  # every type known and allowed before anything is built
+            try:
+                known = (node.name, node.version) in plans
+            except TypeError:
+                known = False
+            if not known:
+                self._plan(node)
         self._build_all(graph.nodes)
         self._current = None
         return self._value(graph.root, 0)
@@ -90,9 +98,11 @@ class Decoder:
             elif found is None:
                 found = self.registry.require_name(node.name, where)
             if found.trusted_only and not self.trusted:
+                held = node.state.get("type") if isinstance(node.state, dict) else None
+                what = f" (it holds a pickled {held!r})" if isinstance(held, str) else ""
                 raise UnsafeLoadError(
-                    f"{where} is a {node.name!r} node: building it runs code stored in the file. Load with "
-                    "trusted=True only if you trust where the file came from."
+                    f"{where} is a {node.name!r} node{what}: building it runs code stored in the file. Nothing was "
+                    "run. Load with trusted=True only if you trust where the file came from."
                 )
             serializer = self._by_name[key] = found
         return serializer

@@ -7,6 +7,8 @@ Every failure a caller can cause is a subclass of :class:`NgserError`, so one
 
 from __future__ import annotations
 
+import pickle
+
 __all__ = [
     "NgserError",
     "FormatError",
@@ -18,6 +20,7 @@ __all__ = [
     "RegistrationError",
     "SerializerError",
     "FileAccessError",
+    "PickleProtocolError",
 ]
 
 
@@ -61,3 +64,8 @@ class SerializerError(NgserError):
 
 class FileAccessError(NgserError, OSError):
     """A file cannot be opened, read or written (missing, no permission, disk full)."""
+
+
+class PickleProtocolError(NgserError, pickle.PicklingError):
+    """An object routed through ngser's pickle shim was pickled with protocol 0 or 1
+    (NGSolve objects abort the process under those protocols); use protocol 2 or higher."""

@@ -139,7 +139,7 @@ def pack_value_document(doc: Any) -> bytes:
     """Pack graph values (and plain data) with ngser's msgpack extension types."""
     try:
         return _packer().pack(doc)
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, struct.error) as exc:
         raise FormatError(f"cannot encode the graph as msgpack: {exc}") from exc
 
 
