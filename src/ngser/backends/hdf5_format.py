@@ -1,0 +1,253 @@
+"""The HDF5 format: a packed node table under ``/ngser``, large arrays as datasets under ``/arrays``.
+
+A file is readable with h5py or ``h5ls -r`` alone: a mesh's coordinates are at
+``/arrays/ngsolve.Mesh_0/points``, the node table at ``/ngser/nodes/*``. The graph
+(root value, node states, array table) is one msgpack document, ``/ngser/graph``,
+encoded as in the msgpack format; see :mod:`.hdf5_paths` and ``docs/format.md`` for
+every group, dataset and attribute.
+
+>>> ngser.save({"mesh": mesh, "u": gfu}, "result.h5")
+>>> ngser.save(big, "big.h5", compression="gzip")          # or "lzf"; chunked datasets
+>>> data = ngser.dumps(obj, format="hdf5")                 # an in-memory HDF5 file image
+
+Uncompressed arrays are contiguous datasets written and read straight from and into
+the arrays' memory; each array's CRC32 is computed on a helper thread while the next
+one is written or read, so checksums cost little wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+import zlib
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..arrays import describe_dtype, raw_view
+from ..errors import FormatError, NgserError
+from ..graph import FORMAT_VERSION, ArrayNode, Graph
+from . import Backend, PathLike
+from . import hdf5_paths as paths
+from .hdf5_reader import NATIVE, PACKED, RAW, graph_crc, read_file, why
+from .msgpack_format import pack_value_document
+
+__all__ = ["HDF5Backend", "INLINE_LIMIT", "NAMED_DATASETS"]
+
+#: Arrays smaller than this many bytes are packed into ``/ngser/packed`` ...
+INLINE_LIMIT = 4096
+#: ... unless they carry a label and fewer than this many datasets were made before them.
+NAMED_DATASETS = 1024
+_COMPRESSIONS = (None, "gzip", "lzf")
+
+
+def _native(dtype: np.dtype[Any]) -> bool:
+    """Whether HDF5 stores ``dtype`` as itself (so h5py users read the values, not bytes)."""
+    try:
+        return bool(h5py.h5t.py_create(dtype, logical=True).dtype == dtype)
+    except (TypeError, ValueError):
+        return False
+
+
+def _crc(view: Any) -> int:
+    return zlib.crc32(view)
+
+
+class HDF5Backend(Backend):
+    """The ``"hdf5"`` format (``.h5``, ``.hdf5``); option ``compression="gzip"|"lzf"``
+    (and ``compression_level`` 0-9 for gzip, default 4)."""
+
+    name = "hdf5"
+    extensions = (".h5", ".hdf5")
+    magic = b"\x89HDF\r\n\x1a\n"
+    options = ("compression", "compression_level")
+
+    # -- writing --------------------------------------------------------------------
+    def write_path(self, graph: Graph, path: PathLike, **options: Any) -> None:
+        self.check_options(options)
+        filters = _filters(options)
+        try:
+            with h5py.File(path, "w") as file:
+                _write(file, graph, filters)
+        except RuntimeError as exc:  # HDF5 reports some I/O failures (EFBIG at close) this way
+            raise OSError(f"writing the HDF5 file failed: {exc}") from exc
+
+    def write_bytes(self, graph: Graph, **options: Any) -> bytes:
+        self.check_options(options)
+        filters = _filters(options)
+        name = f"ngser-{uuid.uuid4().hex}.h5"
+        with h5py.File(name, "w", driver="core", backing_store=False) as file:
+            _write(file, graph, filters)
+            file.flush()
+            return bytes(file.id.get_file_image())
+
+    # -- reading --------------------------------------------------------------------
+    def read_path(self, path: PathLike, *, trusted: bool = False) -> Graph:
+        source = os.fspath(path)
+        file = _open(source, source)
+        with file:
+            return _guarded(source, read_file, file, source)
+
+    def open_lazy(self, path: PathLike, *, trusted: bool = False) -> tuple[Graph, Callable[[], None]]:
+        """The graph of ``path`` with its arrays left in the file until loaded (used by
+        :func:`ngser.open`); call the returned function to close the file."""
+        source = os.fspath(path)
+        file = _open(source, source)
+        try:
+            return _guarded(source, read_file, file, source, lazy=True), file.close
+        except BaseException:
+            file.close()
+            raise
+
+    def read_bytes(self, data: bytes | bytearray | memoryview, *, trusted: bool = False) -> Graph:
+        file = _open(bytes(data), "<bytes>")
+        with file:
+            return _guarded("<bytes>", read_file, file, "<bytes>")
+
+
+def _open(target: str | bytes, source: str) -> h5py.File:
+    """Open a file (by path) or a file image (bytes) for reading."""
+    try:
+        if isinstance(target, bytes):
+            return h5py.File(h5py.h5f.open_file_image(target), "r")
+        return h5py.File(target, "r")
+    except Exception as exc:
+        raise FormatError(f"{source}: not a readable HDF5 file, or truncated ({why(exc)})") from exc
+
+
+def _guarded(source: str, function: Callable[..., Graph], *args: Any, **kwargs: Any) -> Graph:
+    """Call ``function``; whatever h5py raises on a damaged structure becomes a FormatError."""
+    try:
+        return function(*args, **kwargs)
+    except NgserError:
+        raise
+    except Exception as exc:
+        raise FormatError(f"{source}: the HDF5 structure is damaged ({type(exc).__name__}: {why(exc)})") from exc
+
+
+def _filters(options: dict[str, Any]) -> dict[str, Any]:
+    compression = options.get("compression")
+    if compression not in _COMPRESSIONS:
+        raise FormatError(f"compression={compression!r} is not supported; use None, 'gzip' or 'lzf'")
+    level = options.get("compression_level")
+    if level is not None and (compression != "gzip" or type(level) is not int or not 0 <= level <= 9):
+        raise FormatError("compression_level= must be an integer from 0 to 9, and needs compression='gzip'")
+    if compression is None:
+        return {}
+    filters: dict[str, Any] = {"compression": compression, "shuffle": True}
+    if compression == "gzip":
+        filters["compression_opts"] = 4 if level is None else level
+    return filters
+
+
+def _write(file: h5py.File, graph: Graph, filters: dict[str, Any]) -> None:
+    table: list[list[Any]] = []
+    packed: list[tuple[int, memoryview]] = []
+    packed_size = 0
+    dataset_count = 0
+    names = paths.ArrayPaths(graph.nodes)
+    with ThreadPoolExecutor(1) as pool:
+        pending: list[tuple[list[Any], Future[int]]] = []
+        for array in graph.arrays:
+            data = array.load()
+            if data.dtype.hasobject:
+                raise FormatError(f"array node {array.id} has dtype {data.dtype}, which holds Python objects")
+            view, fortran = raw_view(data)
+            nbytes = view.nbytes
+            entry = [array.id, describe_dtype(data.dtype), list(data.shape), fortran, PACKED, 0, nbytes, 0, array.label]
+            table.append(entry)
+            if nbytes < INLINE_LIMIT and not (array.label and dataset_count < NAMED_DATASETS):
+                packed_size = -(-packed_size // max(data.dtype.alignment, 1)) * max(data.dtype.alignment, 1)
+                entry[5] = packed_size
+                entry[7] = _crc(view)
+                packed.append((packed_size, view))
+                packed_size += nbytes
+                continue
+            dataset_count += 1
+            crc = pool.submit(_crc, view) if nbytes >= INLINE_LIMIT else None
+            path = names.path_for(array)
+            entry[4], entry[5] = _write_dataset(file, path, array, data, view, fortran, filters)
+            if crc is None:
+                entry[7] = _crc(view)
+            else:
+                pending.append((entry, crc))
+        for entry, future in pending:
+            entry[7] = future.result()
+    for entry in table:
+        if entry[4] != PACKED:
+            file[entry[5]].attrs["crc32"] = np.uint32(entry[7])
+    buffer = np.zeros(packed_size, np.uint8)
+    for offset, view in packed:
+        buffer[offset : offset + view.nbytes] = np.frombuffer(view, np.uint8)
+    if packed:
+        file.create_dataset(paths.PACKED, data=buffer, track_times=False)
+    _write_nodes(file, graph, table)
+
+
+def _write_dataset(
+    file: h5py.File,
+    path: str,
+    array: ArrayNode,
+    data: np.ndarray,
+    view: memoryview,
+    fortran: bool,
+    filters: dict[str, Any],
+) -> tuple[int, str]:
+    """Write one array as a dataset: native when HDF5 has its dtype, else as raw bytes."""
+    if _native(data.dtype):
+        kind = NATIVE
+        source = np.frombuffer(view, np.uint8).view(data.dtype) if view.nbytes else np.empty(0, data.dtype)
+        shape = data.shape[::-1] if fortran else data.shape
+        source = source.reshape(shape)
+        dtype = data.dtype
+    else:
+        kind, source, dtype, shape = RAW, np.frombuffer(view, np.uint8), np.dtype(np.uint8), (view.nbytes,)
+    options = dict(filters) if filters and view.nbytes and shape else {}
+    if options:
+        options["chunks"] = True  # h5py's guess: chunks of up to about 1 MiB
+    try:
+        dataset = file.create_dataset(path, shape=shape, dtype=dtype, track_times=False, **options)
+        if view.nbytes:
+            dataset.id.write(h5py.h5s.ALL, h5py.h5s.ALL, source)
+    except (ValueError, TypeError) as exc:  # OSError (disk full) passes: save() reports it as FileAccessError
+        raise FormatError(f"cannot write array node {array.id} to the HDF5 dataset {path}: {exc}") from exc
+    attrs = dataset.attrs
+    attrs["id"] = array.id
+    if array.label:
+        attrs["label"] = array.label
+    if kind == RAW:
+        attrs["dtype"] = json.dumps(describe_dtype(data.dtype))
+        attrs["shape"] = json.dumps(list(data.shape))
+    if fortran:
+        attrs["fortran"] = True
+    return kind, path
+
+
+def _write_nodes(file: h5py.File, graph: Graph, table: list[list[Any]]) -> None:
+    nodes = graph.nodes
+    type_index: dict[str, int] = {}
+    ids = np.fromiter((node.id for node in nodes), "<i8", len(nodes))
+    types = np.fromiter((type_index.setdefault(node.name, len(type_index)) for node in nodes), "<u4", len(nodes))
+    versions = np.fromiter((node.version for node in nodes), "<i8", len(nodes))
+    names = list(type_index)
+    doc = pack_value_document({"root": graph.root, "states": [node.state for node in nodes], "arrays": table})
+    crc = graph_crc(doc, ids, types, versions, names)
+    group = file.require_group(paths.GROUP)
+    file.create_dataset(paths.GRAPH, data=np.frombuffer(doc, np.uint8), track_times=False)
+    file.create_dataset(paths.NODE_IDS, data=ids, track_times=False)
+    file.create_dataset(paths.NODE_TYPES, data=types, track_times=False)
+    file.create_dataset(paths.NODE_VERSIONS, data=versions, track_times=False)
+    encoded = [name.encode("utf-8", "surrogatepass") for name in names]
+    width = max(map(len, encoded), default=1) or 1
+    # fixed-width UTF-8 strings: variable-length ones live in HDF5's global heap, whose
+    # damaged copies can hang HDF5's reader (tests/fuzz_regressions/hdf5-dataset-read-hang.bin)
+    file.create_dataset(paths.TYPES, data=np.array(encoded, f"S{width}"), track_times=False)
+    group.attrs["format"] = FORMAT_VERSION
+    # fixed-width (np.bytes_) text attributes: no global heap (see the type names above)
+    group.attrs["ngser"] = np.bytes_(str(graph.meta.get("ngser", "")).encode())
+    group.attrs["writers"] = np.bytes_(json.dumps(graph.writers).encode())
+    group.attrs["crc32"] = np.uint32(crc)

@@ -1,0 +1,341 @@
+"""The ``ngser`` command line: inspect, convert and verify files without building any object.
+
+Usage::
+
+    ngser info result.h5              # format, versions, object counts, structure, arrays
+    ngser convert result.pkl result.h5 --compression gzip
+    ngser verify result.h5 other.msgpack
+    python -m ngser info result.h5    # the same, without the script on PATH
+
+Only the object graph is read (:func:`ngser.read_graph`), so files of NGSolve objects
+can be inspected and converted where NGSolve is not installed. Every command exits
+with status 0 on success, 1 when a file is missing, damaged, unrecognised or cannot
+be written (with a one-line message on stderr, never a traceback), and 2 on a usage
+error. Set ``NGSER_DEBUG=1`` to see tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import numpy as np
+
+from . import __version__
+from .api import read_graph, write_graph
+from .backends import format_for_path, sniff
+from .errors import FileAccessError, FormatError, NgserError
+from .graph import ArrayNode, Graph, ObjectNode, PairsDict, Ref
+
+__all__ = ["main", "describe", "Progress"]
+
+#: ``convert`` shows a progress bar (on a terminal) when the arrays hold more bytes than this.
+PROGRESS_THRESHOLD = 32 << 20
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.run(args))
+    except NgserError as exc:
+        _error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if os.environ.get("NGSER_DEBUG"):
+            raise
+        _error(f"internal error ({type(exc).__name__}: {exc}); rerun with NGSER_DEBUG=1 to see the traceback")
+        return 3
+
+
+def _error(message: str) -> None:
+    print(f"ngser: error: {' '.join(message.split())}", file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ngser", description="Inspect, convert and verify ngser files (msgpack, pickle, HDF5)."
+    )
+    parser.add_argument("--version", action="version", version=f"ngser {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    info = commands.add_parser("info", help="show a file's format, versions, objects, structure and arrays")
+    info.add_argument("file")
+    info.add_argument("--depth", type=int, default=6, help="levels of the structure to show (default 6)")
+    info.add_argument("--lines", type=int, default=40, help="lines of structure to show at most (default 40)")
+    info.add_argument("--all", action="store_true", help="show the whole structure and every array")
+    info.set_defaults(run=_info)
+
+    convert = commands.add_parser("convert", help="rewrite a file in another format, without building objects")
+    convert.add_argument("src")
+    convert.add_argument("dst")
+    convert.add_argument("--format", choices=("msgpack", "pickle", "hdf5"), help="default: from DST's extension")
+    convert.add_argument("--compression", choices=("gzip", "lzf"), help="compress the arrays (HDF5 only)")
+    convert.set_defaults(run=_convert)
+
+    verify = commands.add_parser("verify", help="check every checksum of one or more files")
+    verify.add_argument("files", nargs="+", metavar="file")
+    verify.set_defaults(run=_verify)
+    return parser
+
+
+# -- info --------------------------------------------------------------------------------
+def _info(args: argparse.Namespace) -> int:
+    from .view import FileView  # arrays stay in the file where the format allows (HDF5, msgpack)
+
+    limit = None if args.all else args.lines
+    depth = 1000 if args.all else args.depth
+    _probe(args.file)  # the same messages as read_graph for missing, empty and foreign files
+    with FileView(args.file) as view:
+        text = describe(view.graph, args.file, view.format, max_lines=limit, max_depth=depth)
+    print(text)
+    return 0
+
+
+def _format_of(path: str) -> str:
+    with open(path, "rb") as stream:
+        return sniff(stream.read(16)) or "unknown"
+
+
+def _probe(path: str) -> None:
+    """Raise what :func:`ngser.read_graph` raises for a file that is missing or in no ngser format."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(16)
+    except FileNotFoundError as exc:
+        raise FileAccessError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise FileAccessError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if sniff(head) is None:
+        what = "an empty file" if not head else f"data starting with {head[:8]!r}"
+        raise FormatError(f"{path}: not an ngser file ({what}); ngser reads msgpack, pickle and HDF5 files")
+
+
+def describe(
+    graph: Graph, source: str, fmt: str, *, max_lines: int | None = 40, max_depth: int = 6, max_arrays: int = 20
+) -> str:
+    """A readable summary of ``graph``, as ``ngser info`` prints it."""
+    counts = Counter(node.name for node in graph.nodes)
+    total = sum(array.nbytes for array in graph.arrays)
+    writers = ", ".join(f"{name} v{version}" for name, version in sorted(graph.writers.items())) or "(none)"
+    lines = [
+        f"file:           {source} ({_size(os.path.getsize(source))})",
+        f"format:         {fmt}, format version {graph.meta.get('format')}",
+        f"written by:     ngser {graph.meta.get('ngser') or '(unknown)'}",
+        f"serializers:    {writers}",
+        f"objects:        {len(graph.nodes)}",
+    ]
+    lines += [f"  {count:>8}  {name}" for name, count in counts.most_common()]
+    lines.append(f"arrays:         {len(graph.arrays)}, {_size(total)}")
+    shown = graph.arrays if max_lines is None else graph.arrays[:max_arrays]
+    lines += [
+        f"  #{a.id:<6} {a.dtype!s:>10}  {_shape(a.shape):<16} {_size(a.nbytes):>10}  {a.label or ''}" for a in shown
+    ]
+    if len(shown) < len(graph.arrays):
+        lines.append(f"  ... {len(graph.arrays) - len(shown)} more arrays (--all shows them)")
+    lines.append("structure:")
+    lines += _Structure(graph, max_lines, max_depth).render()
+    return "\n".join(lines)
+
+
+class _Structure:
+    """The graph drawn from the root down; each object is expanded once."""
+
+    def __init__(self, graph: Graph, max_lines: int | None, max_depth: int) -> None:
+        self.graph = graph
+        self.nodes: dict[int, ObjectNode] = {node.id: node for node in graph.nodes}
+        self.arrays: dict[int, ArrayNode] = {array.id: array for array in graph.arrays}
+        self.max_lines = max_lines
+        self.max_depth = max_depth
+        self.lines: list[str] = []
+        self.expanded: set[int] = set()
+        self.cut = False
+
+    def render(self) -> list[str]:
+        self.value("root", self.graph.root, 1)
+        if self.cut:
+            self.lines.append("  ... (abbreviated; --all shows everything, --lines N and --depth N show more)")
+        return self.lines
+
+    def emit(self, depth: int, text: str) -> bool:
+        if self.max_lines is not None and len(self.lines) >= self.max_lines:
+            self.cut = True
+            return False
+        self.lines.append("  " * depth + text)
+        return True
+
+    def value(self, key: str, value: Any, depth: int) -> None:
+        head = f"{key}: " if key else ""
+        t = type(value)
+        if t is Ref:
+            self.ref(head, value.id, depth)
+        elif t in (list, tuple, set, frozenset):
+            items = list(value)
+            if self.emit(depth, f"{head}{t.__name__} ({len(items)} items)") and depth < self.max_depth:
+                self.items([(f"[{i}]", item) for i, item in enumerate(items)], depth + 1)
+            elif items and depth >= self.max_depth:
+                self.cut = True
+        elif t is dict or t is PairsDict:
+            pairs = list(value.items()) if t is dict else [(_short(k), v) for k, v in value.pairs]
+            if self.emit(depth, f"{head}dict ({len(pairs)} keys)") and depth < self.max_depth:
+                self.items([(str(k), v) for k, v in pairs], depth + 1)
+            elif pairs and depth >= self.max_depth:
+                self.cut = True
+        else:
+            self.emit(depth, f"{head}{_short(value)}")
+
+    def items(self, pairs: list[tuple[str, Any]], depth: int) -> None:
+        limit = len(pairs) if self.max_lines is None else 8
+        for key, item in pairs[:limit]:
+            self.value(key, item, depth)
+        if len(pairs) > limit:
+            self.cut = True
+            self.emit(depth, f"... {len(pairs) - limit} more")
+
+    def ref(self, head: str, nid: int, depth: int) -> None:
+        array = self.arrays.get(nid)
+        if array is not None:
+            self.emit(depth, f"{head}array #{nid} {array.dtype} {_shape(array.shape)}")
+            return
+        node = self.nodes.get(nid)
+        if node is None:
+            self.emit(depth, f"{head}#{nid} (missing from the node table)")
+            return
+        if nid in self.expanded:
+            self.emit(depth, f"{head}{node.name} #{nid} (shown above)")
+            return
+        self.expanded.add(nid)
+        if not self.emit(depth, f"{head}{node.name} #{nid} v{node.version}") or depth >= self.max_depth:
+            self.cut = self.cut or depth >= self.max_depth
+            return
+        if type(node.state) is dict:
+            self.items([(str(k), v) for k, v in node.state.items()], depth + 1)
+        else:
+            self.value("state", node.state, depth + 1)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        text = f"bytes ({len(value)})" if len(value) > 24 else repr(value)
+    elif isinstance(value, np.generic):
+        text = f"{value.dtype.name} {value!r}"
+    else:
+        text = repr(value)
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n} B"  # pragma: no cover
+
+
+# -- convert -----------------------------------------------------------------------------
+def _convert(args: argparse.Namespace) -> int:
+    fmt = args.format or format_for_path(args.dst)
+    options = {"compression": args.compression} if args.compression else {}
+    if os.path.abspath(args.src) == os.path.abspath(args.dst):
+        raise NgserError(f"{args.dst}: is the source file; give another name to convert to")
+    show = sys.stderr.isatty()
+    if show:
+        print(f"reading {args.src} ...", end="", file=sys.stderr, flush=True)
+    graph = read_graph(args.src)
+    progress = Progress(sys.stderr, f"writing {args.dst}", sum(a.nbytes for a in graph.arrays))
+    if show and progress.total >= PROGRESS_THRESHOLD:
+        graph.arrays = [_ProgressArray(a, progress) for a in graph.arrays]
+    elif show:
+        print("\r\033[K", end="", file=sys.stderr)
+    try:
+        write_graph(graph, args.dst, format=fmt, **options)  # type: ignore[arg-type]
+    finally:
+        if progress.started:
+            progress.finish()
+    return 0
+
+
+class Progress:
+    """A one-line progress bar on ``stream`` (a terminal), redrawn with ``\\r``."""
+
+    def __init__(self, stream: TextIO, what: str, total: int) -> None:
+        self.stream, self.what, self.total = stream, what, total
+        self.done = 0
+        self.started = False
+        self._last = 0.0
+
+    def advance(self, nbytes: int) -> None:
+        self.started = True
+        self.done += nbytes
+        now = time.monotonic()
+        if now - self._last >= 0.1:
+            self._last = now
+            self.draw()
+
+    def draw(self) -> None:
+        share = self.done / self.total if self.total else 1.0
+        bar = "#" * int(share * 30)
+        self.stream.write(f"\r\033[K{self.what} [{bar:<30}] {share:4.0%} of {_size(self.total)}")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        self.done = self.total
+        self.draw()
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+class _ProgressArray(ArrayNode):
+    """An array node that counts its predecessor's bytes as written when a backend reaches it."""
+
+    __slots__ = ("_pending", "_progress")
+
+    def __init__(self, array: ArrayNode, progress: Progress) -> None:
+        super().__init__(array.id, array.data, array.label)
+        self._progress = progress
+        self._pending = True
+
+    def load(self) -> np.ndarray:
+        data = super().load()
+        if self._pending:
+            self._pending = False
+            self._progress.advance(self.nbytes)
+        return data
+
+
+# -- verify ------------------------------------------------------------------------------
+def _verify(args: argparse.Namespace) -> int:
+    status = 0
+    for path in args.files:
+        try:
+            graph = read_graph(path)
+        except NgserError as exc:
+            message = " ".join(str(exc).split())
+            message = message[len(path) + 2 :] if message.startswith(f"{path}: ") else message
+            print(f"{path}: FAILED: {message}")
+            status = 1
+            continue
+        nbytes = sum(array.nbytes for array in graph.arrays)
+        print(
+            f"{path}: OK ({_format_of(path)}, {len(graph.nodes)} objects, {len(graph.arrays)} arrays of "
+            f"{_size(nbytes)}; every checksum matches)"
+        )
+    return status

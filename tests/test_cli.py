@@ -1,0 +1,139 @@
+"""The ngser command line, run as a real subprocess (python -m ngser)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ngser
+
+
+@ngser.register(name="tests.cli.Box")
+class Box:
+    def __init__(self, content: object, points: np.ndarray) -> None:
+        self.content, self.points = content, points
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ngser", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    inner = Box("inner", np.arange(12.0).reshape(4, 3))
+    path = tmp_path / "sample.h5"
+    ngser.save({"boxes": [Box(inner, np.zeros(2)), inner], "numbers": list(range(100))}, path)
+    return path
+
+
+def test_info(sample: Path) -> None:
+    result = run("info", str(sample))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "format:         hdf5, format version 1" in out
+    assert "tests.cli.Box v1" in out
+    assert "       2  tests.cli.Box" in out
+    assert "float64  (4, 3)" in out and "tests.cli.Box/points" in out
+    assert "boxes: list (2 items)" in out and "(shown above)" in out
+    assert "abbreviated" in out  # 100 numbers do not fit in 40 lines
+    full = run("info", str(sample), "--all").stdout
+    assert "[99]: 99" in full and "abbreviated" not in full
+
+
+@pytest.mark.parametrize("fmt", ["msgpack", "pickle", "hdf5"])
+def test_convert_and_verify(sample: Path, tmp_path: Path, fmt: str) -> None:
+    target = tmp_path / f"out.{fmt}"
+    result = run("convert", str(sample), str(target), "--format", fmt)
+    assert result.returncode == 0 and result.stderr == ""  # no progress bar without a terminal
+    assert ngser.read_graph(target) == ngser.read_graph(sample)
+    verified = run("verify", str(target))
+    assert verified.returncode == 0
+    assert verified.stdout.startswith(f"{target}: OK ({fmt}, 2 objects, 2 arrays")
+
+
+def test_convert_with_compression(tmp_path: Path) -> None:
+    ngser.save(np.zeros(500_000), tmp_path / "a.pkl")
+    assert run("convert", str(tmp_path / "a.pkl"), str(tmp_path / "b.h5"), "--compression", "lzf").returncode == 0
+    assert (tmp_path / "b.h5").stat().st_size < 200_000
+    refused = run("convert", str(tmp_path / "b.h5"), str(tmp_path / "c.msgpack"), "--compression", "gzip")
+    assert refused.returncode == 1 and "takes no option compression" in refused.stderr
+
+
+def test_verify_reports_damage(sample: Path, tmp_path: Path) -> None:
+    path = tmp_path / "damaged.msgpack"
+    ngser.convert(sample, path)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    result = run("verify", str(sample), str(path))
+    assert result.returncode == 1
+    ok, bad = result.stdout.splitlines()
+    assert ok.startswith(f"{sample}: OK")
+    assert bad.startswith(f"{path}: FAILED: array node") and "checksum mismatch" in bad
+
+
+@pytest.mark.parametrize(
+    ("command", "content", "message"),
+    [
+        ("info", None, "no such file"),
+        ("verify", None, "no such file"),
+        ("info", b"not an ngser file at all", "not an ngser file"),
+        ("info", b"", "an empty file"),
+        ("convert", b"\x89HDF\r\n\x1a\n" + b"\x00" * 100, "not a readable HDF5 file"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(
+    tmp_path: Path, command: str, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "input.h5"
+    if content is not None:
+        path.write_bytes(content)
+    args = [command, str(path)] + ([str(tmp_path / "out.pkl")] if command == "convert" else [])
+    result = run(*args)
+    assert result.returncode == 1
+    text = result.stderr + result.stdout
+    assert message in text and "Traceback" not in text
+    assert len(text.strip().splitlines()) == 1
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    assert run().returncode == 2
+    bad = run("convert", "a.h5", "b.h5", "--compression", "zstd")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    assert run("--version").stdout.strip() == f"ngser {ngser.__version__}"
+    same = run("convert", str(tmp_path / "x.h5"), str(tmp_path / "x.h5"))
+    assert same.returncode == 1 and "is the source file" in same.stderr
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    ngser.save([np.ones(3_000_000), np.ones(3_000_000)], tmp_path / "big.pkl")  # 48 MB
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "ngser", "convert", str(tmp_path / "big.pkl"), str(tmp_path / "big.h5")],
+            stderr=follower,
+            stdout=subprocess.PIPE,
+            timeout=60,
+        )
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+    shown = b"".join(chunks).decode()
+    assert process.returncode == 0
+    assert "\r" in shown and "100% of 48.0 MB" in shown
+    assert ngser.read_graph(tmp_path / "big.h5") == ngser.read_graph(tmp_path / "big.pkl")

@@ -1,0 +1,277 @@
+"""The HDF5 layout: readable with h5py alone, compact for many objects, fast and checked for big arrays."""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+
+import ngser
+from ngser.backends.hdf5_format import INLINE_LIMIT, NAMED_DATASETS
+from ngser.backends.hdf5_paths import ArrayPaths, quote_name
+from ngser.graph import ArrayNode, ObjectNode, Ref
+
+
+@ngser.register(name="tests.hdf5.Mesh")
+class Mesh:
+    def __init__(self, points: np.ndarray, cells: np.ndarray) -> None:
+        self.points, self.cells = points, cells
+
+
+@ngser.register(name="tests.hdf5.Vector")
+class Vector:
+    def __init__(self, mesh: Mesh, values: np.ndarray) -> None:
+        self.mesh, self.values = mesh, values
+
+
+@ngser.register(name="tests.hdf5.Small")
+class Small:
+    def __init__(self, i: int, name: str) -> None:
+        self.i, self.name = i, name
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Small and (other.i, other.name) == (self.i, self.name)
+
+
+def _sample() -> tuple[Mesh, Vector, Vector]:
+    rng = np.random.default_rng(0)
+    mesh = Mesh(rng.random((1000, 3)), np.arange(3000, dtype=np.int32).reshape(1000, 3))
+    return mesh, Vector(mesh, rng.random(1000)), Vector(mesh, rng.random(1000))
+
+
+def _visit(path: Path) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    def note(name: str, obj: Any) -> None:  # returning a value would stop the visit
+        found[name] = type(obj).__name__
+
+    with h5py.File(path, "r") as file:
+        file.visititems(note)
+    return found
+
+
+def test_readable_names_for_h5py_users(tmp_path: Path) -> None:
+    mesh, u, v = _sample()
+    path = tmp_path / "r.h5"
+    ngser.save({"mesh": mesh, "u": u, "v": v}, path)
+    with h5py.File(path, "r") as file:
+        groups = sorted(file["arrays"])
+        assert [g.split("_")[0] for g in groups] == ["tests.hdf5.Mesh", "tests.hdf5.Vector", "tests.hdf5.Vector"]
+        mesh_group = file["arrays"][groups[0]]
+        np.testing.assert_array_equal(mesh_group["points"][...], mesh.points)
+        np.testing.assert_array_equal(mesh_group["cells"][...], mesh.cells)
+        values = sorted(tuple(file["arrays"][g]["values"][:3]) for g in groups[1:])
+        assert values == sorted([tuple(u.values[:3]), tuple(v.values[:3])])
+        points = mesh_group["points"]
+        assert points.attrs["label"] == "tests.hdf5.Mesh/points"
+        assert points.attrs["crc32"] == zlib.crc32(mesh.points)
+        assert points.chunks is None  # contiguous
+        group = file["ngser"]
+        assert group.attrs["format"] == 1
+        assert json.loads(group.attrs["writers"]) == {"tests.hdf5.Mesh": 1, "tests.hdf5.Vector": 1}
+        types = file["ngser/types"].asstr()[...].tolist()
+        names = [types[i] for i in file["ngser/nodes/type"][...]]
+        assert sorted(names) == ["tests.hdf5.Mesh", "tests.hdf5.Vector", "tests.hdf5.Vector"]
+        ids = set(file["ngser/nodes/id"][...].tolist())
+        assert len(ids) == 3 and int(points.attrs["id"]) not in ids  # objects and arrays share one id space
+    out = ngser.load(path)
+    assert out["u"].mesh is out["v"].mesh is out["mesh"]
+    np.testing.assert_array_equal(out["v"].values, v.values)
+
+
+def test_survives_h5copy_of_the_whole_tree(tmp_path: Path) -> None:
+    mesh, u, _ = _sample()
+    src, dst = tmp_path / "a.h5", tmp_path / "b.h5"
+    ngser.save([mesh, u], src)
+    with h5py.File(src, "r") as a, h5py.File(dst, "w") as b:
+        for name in a:
+            a.copy(a[name], b, name=name)
+        for key, value in a["ngser"].attrs.items():
+            b["ngser"].attrs[key] = value
+    m, w = ngser.load(dst)
+    assert w.mesh is m
+    np.testing.assert_array_equal(m.points, mesh.points)
+
+
+@pytest.mark.parametrize("compression", ["gzip", "lzf"])
+def test_compression(tmp_path: Path, compression: str) -> None:
+    data = {"zeros": np.zeros(500_000), "ramp": np.arange(200_000, dtype=np.int64)}
+    plain, packed = tmp_path / "plain.h5", tmp_path / "packed.h5"
+    ngser.save(data, plain)
+    ngser.save(data, packed, compression=compression)
+    assert packed.stat().st_size < plain.stat().st_size / 10
+    with h5py.File(packed, "r") as file:
+        datasets = [file["arrays"][name] for name in file["arrays"]]
+        assert {d.compression for d in datasets} == {compression}
+        assert all(d.chunks is not None for d in datasets)
+    out = ngser.load(packed)
+    np.testing.assert_array_equal(out["ramp"], data["ramp"])
+
+
+def test_compression_options_checked(tmp_path: Path) -> None:
+    with pytest.raises(ngser.FormatError, match="compression='zstd' is not supported"):
+        ngser.save(np.zeros(10), tmp_path / "x.h5", compression="zstd")
+    with pytest.raises(ngser.FormatError, match="compression_level"):
+        ngser.save(np.zeros(10), tmp_path / "x.h5", compression="lzf", compression_level=3)
+    ngser.save(np.zeros(10_000), tmp_path / "x.h5", compression="gzip", compression_level=9)
+    assert not (tmp_path / "x.h5").stat().st_size > 20_000
+
+
+def test_uncompressed_size_close_to_raw_bytes(tmp_path: Path) -> None:
+    arrays = [np.random.default_rng(i).random(500_000) for i in range(4)]
+    path = tmp_path / "big.h5"
+    ngser.save(arrays, path)
+    raw = sum(a.nbytes for a in arrays)
+    assert raw <= path.stat().st_size <= raw * 1.02
+
+
+def test_dtypes_hdf5_lacks_are_stored_as_bytes_with_a_description(tmp_path: Path) -> None:
+    words = np.array(["alpha", "ω"] * 2000)
+    dates = np.arange("2026-01-01", "2031-01-01", dtype="datetime64[D]")
+    path = tmp_path / "d.h5"
+    ngser.save({"words": words, "dates": dates, "matrix": np.asfortranarray(np.ones((300, 20)))}, path)
+    with h5py.File(path, "r") as file:
+        kinds = {name: file["arrays"][name] for name in file["arrays"]}
+        raw = [d for d in kinds.values() if "dtype" in d.attrs]
+        assert sorted(json.loads(d.attrs["dtype"]) for d in raw) == ["<M8[D]", "<U5"]
+        assert all(d.dtype == np.uint8 for d in raw)
+        (matrix,) = [d for d in kinds.values() if "fortran" in d.attrs]
+        assert matrix.shape == (20, 300)  # stored transposed: the bytes stay in Fortran order
+    out = ngser.load(path)
+    assert out["words"].dtype == words.dtype and (out["words"] == words).all()
+    assert out["matrix"].flags.f_contiguous
+
+
+def test_many_small_objects_use_a_packed_table(tmp_path: Path) -> None:
+    objs = [Small(i, f"n{i}") for i in range(20_000)]
+    path = tmp_path / "small.h5"
+    ngser.save(objs, path)
+    assert len(_visit(path)) < 12  # no group or dataset per object
+    ngser.save(objs, tmp_path / "small.msgpack")
+    assert path.stat().st_size < 1.2 * (tmp_path / "small.msgpack").stat().st_size
+    assert ngser.load(path) == objs
+
+
+def test_small_arrays_beyond_the_named_ones_are_packed(tmp_path: Path) -> None:
+    meshes = [Mesh(np.full((2, 3), float(i)), np.zeros((1, 3), np.int32)) for i in range(NAMED_DATASETS)]
+    path = tmp_path / "m.h5"
+    ngser.save(meshes, path)
+    datasets = [name for name, kind in _visit(path).items() if name.startswith("arrays/") and kind == "Dataset"]
+    assert len(datasets) == NAMED_DATASETS
+    with h5py.File(path, "r") as file:
+        assert file["ngser/packed"].shape[0] >= NAMED_DATASETS // 2 * (48 + 12)  # the other half
+    out = ngser.load(path)
+    assert all((m.points == i).all() for i, m in enumerate(out))
+
+
+def test_large_unlabelled_arrays_become_datasets(tmp_path: Path) -> None:
+    path = tmp_path / "l.h5"
+    ngser.save([np.arange(INLINE_LIMIT), np.arange(3)], path)
+    assert [n for n, k in _visit(path).items() if k == "Dataset" and n.startswith("arrays/")] == ["arrays/array_0"]
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_array_names_node_and_dataset(tmp_path: Path) -> None:
+    mesh, _, _ = _sample()
+    path = tmp_path / "x.h5"
+    ngser.save(mesh, path)
+    with h5py.File(path, "r") as file:
+        (group,) = list(file["arrays"])
+        offset = file["arrays"][group]["points"].id.get_offset()
+    _flip(path, offset + 100)
+    with pytest.raises(ngser.FormatError, match=rf"x\.h5: array node \d+ \(/arrays/{group}/points\).*checksum"):
+        ngser.load(path)
+    with ngser.open(path) as view:  # a lazy view finds the damage when the array is read
+        assert view.objects()[0][1] == "tests.hdf5.Mesh"
+        with pytest.raises(ngser.FormatError, match="checksum"):
+            view.array("tests.hdf5.Mesh/points")
+        np.testing.assert_array_equal(view.array("tests.hdf5.Mesh/cells"), mesh.cells)
+
+
+def test_damaged_graph_detected(tmp_path: Path) -> None:
+    path = tmp_path / "g.h5"
+    ngser.save({"key": "some text to damage"}, path)
+    with h5py.File(path, "r") as file:
+        offset = file["ngser/graph"].id.get_offset()
+    _flip(path, offset + 3)
+    with pytest.raises(ngser.FormatError, match="graph is damaged"):
+        ngser.load(path)
+
+
+def test_plain_hdf5_file_refused(tmp_path: Path) -> None:
+    path = tmp_path / "plain.h5"
+    with h5py.File(path, "w") as file:
+        file["x"] = np.arange(3)
+    with pytest.raises(ngser.FormatError, match="not one written by ngser"):
+        ngser.load(path)
+
+
+def test_truncated_file_refused(tmp_path: Path) -> None:
+    path = tmp_path / "t.h5"
+    ngser.save(np.arange(10_000.0), path)
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(ngser.FormatError, match=r"t\.h5"):
+        ngser.load(path)
+
+
+def test_newer_format_version_refused(tmp_path: Path) -> None:
+    path = tmp_path / "n.h5"
+    ngser.save([1], path)
+    with h5py.File(path, "r+") as file:
+        file["ngser"].attrs["format"] = 99
+    with pytest.raises(ngser.VersionError, match="format version 99"):
+        ngser.load(path)
+
+
+def test_bytes_are_an_hdf5_file_image(tmp_path: Path) -> None:
+    before = set(os.listdir("."))
+    data = ngser.dumps({"a": np.arange(5000)}, format="hdf5")
+    assert data[:8] == b"\x89HDF\r\n\x1a\n"
+    assert set(os.listdir(".")) == before  # nothing written to disk
+    path = tmp_path / "image.h5"
+    path.write_bytes(data)
+    with h5py.File(path, "r") as file:
+        np.testing.assert_array_equal(file["arrays/array_0"][...], np.arange(5000))
+    np.testing.assert_array_equal(ngser.loads(data)["a"], np.arange(5000))
+
+
+def test_quote_name() -> None:
+    assert quote_name("a/b%c") == "a%2Fb%25c"
+    assert quote_name(".") == "%2E"
+    assert quote_name("") == "%00"
+    assert quote_name("ngsolve.Mesh") == "ngsolve.Mesh"
+
+
+def test_array_paths_are_unique_and_find_their_owner() -> None:
+    nodes = [
+        ObjectNode(0, "T", 1, {"child": Ref(1), "points": Ref(2)}),
+        ObjectNode(1, "T", 1, {"points": Ref(3), "nested": {"deep": Ref(4)}}),
+    ]
+    paths = ArrayPaths(nodes)
+    got = [
+        paths.path_for(ArrayNode(2, np.zeros(1), "T/points")),
+        paths.path_for(ArrayNode(3, np.zeros(1), "T/points")),
+        paths.path_for(ArrayNode(4, np.zeros(1), "T/deep")),
+        paths.path_for(ArrayNode(5, np.zeros(1), None)),
+        paths.path_for(ArrayNode(6, np.zeros(1), "U/x")),
+        paths.path_for(ArrayNode(7, np.zeros(1), "U/x")),
+    ]
+    assert got == [
+        "/arrays/T_0/points",
+        "/arrays/T_1/points",
+        "/arrays/T_1/deep",
+        "/arrays/array_5",
+        "/arrays/U_x",
+        "/arrays/U_x~7",
+    ]
