@@ -9,7 +9,7 @@ from numpy.lib import format as npformat
 
 from .errors import FormatError
 
-__all__ = ["describe_dtype", "parse_dtype", "raw_view", "check_shape"]
+__all__ = ["describe_dtype", "parse_dtype", "raw_view", "check_shape", "scalar_bytes", "scalar_from_bytes"]
 
 #: Largest number of dimensions accepted from a file.
 MAX_NDIM = 64
@@ -71,3 +71,18 @@ def raw_view(array: np.ndarray) -> tuple[memoryview, bool]:
     if array.size == 0:
         return memoryview(b""), fortran
     return memoryview(array.reshape(-1, order="F" if fortran else "C").view(np.uint8)), fortran
+
+
+def scalar_bytes(value: np.generic) -> bytes:
+    """The raw bytes of a numpy scalar: exactly ``itemsize`` of them (``np.bytes_(b"")`` has
+    itemsize 0, but ``tobytes()`` gives one padding byte)."""
+    return value.tobytes()[: value.dtype.itemsize]
+
+
+def scalar_from_bytes(raw: bytes, dtype: np.dtype[Any], where: str) -> np.generic:
+    """The numpy scalar of ``dtype`` whose bytes are ``raw`` (see :func:`scalar_bytes`)."""
+    if not isinstance(raw, bytes) or len(raw) != dtype.itemsize:
+        raise FormatError(f"{where}: a numpy scalar of dtype {dtype} has a payload of the wrong size")
+    if dtype.itemsize == 0:
+        return np.zeros((), dtype)[()]  # type: ignore[no-any-return]
+    return np.frombuffer(raw, dtype)[0]  # type: ignore[no-any-return]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import socket
 import tempfile
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +16,14 @@ from .errors import FileAccessError
 __all__ = ["atomic_write"]
 
 TEMP_SUFFIX = ".ngser-tmp"
+
+#: Temporary files are named ``.NAME.HOST-PID.RANDOM.ngser-tmp``: HOST (8 hex digits, a hash
+#: of the host name) and PID tell a later save whether the writer is gone.
+_TEMP_TAG = re.compile(r"([0-9a-f]{8})-([0-9]+)\.[A-Za-z0-9_]+")
+
+
+def _host_tag() -> str:
+    return f"{zlib.crc32(socket.gethostname().encode()):08x}"
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], Any]) -> None:
@@ -27,8 +38,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], Any]) -> N
     folder = os.path.dirname(target)
     if os.path.isdir(target):
         raise FileAccessError(f"{target}: is a folder; give a file name to save to")
+    remove_stale_temps(target)
+    prefix = f".{os.path.basename(target)}.{_host_tag()}-{os.getpid()}."
     try:
-        fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=TEMP_SUFFIX, dir=folder)
+        fd, temp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
     except OSError as exc:
         raise FileAccessError(f"{target}: cannot create a file in {folder}: {exc.strerror or exc}") from exc
     os.close(fd)
@@ -46,6 +59,45 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], Any]) -> N
             ) from exc
         raise
     _fsync_dir(folder)
+
+
+def remove_stale_temps(target: str) -> list[str]:
+    """Remove the temporary files that earlier saves of ``target`` left behind because
+    their process was killed (SIGKILL, out-of-memory killer, power loss); returns their paths.
+
+    Only files of processes on this host that no longer exist are removed: a save of
+    the same file running now, here or on another machine sharing the folder, keeps its file.
+    """
+    if os.name != "posix":
+        return []
+    folder, base = os.path.split(target)
+    prefix = f".{base}."
+    host = _host_tag()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(TEMP_SUFFIX)):
+            continue
+        match = _TEMP_TAG.fullmatch(name[len(prefix) : -len(TEMP_SUFFIX)])
+        if match is None or match.group(1) != host or _alive(int(match.group(2))):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, name))
+            removed.append(os.path.join(folder, name))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _fsync(path: str) -> None:

@@ -24,7 +24,7 @@ from typing import IO, Any
 import msgpack
 import numpy as np
 
-from ..arrays import check_shape, describe_dtype, parse_dtype, raw_view
+from ..arrays import check_shape, describe_dtype, parse_dtype, raw_view, scalar_bytes, scalar_from_bytes
 from ..errors import FormatError, VersionError
 from ..graph import FORMAT_VERSION, ArrayNode, Graph, ObjectNode, PairsDict, Ref, flatten_nodes, nodes_from_flat
 from . import StreamBackend
@@ -85,7 +85,7 @@ def _default(v: Any) -> Any:
     if t is int:
         return msgpack.ExtType(EXT_BIGINT, v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True))
     if isinstance(v, np.generic):
-        return msgpack.ExtType(EXT_SCALAR, msgpack.packb([describe_dtype(v.dtype), v.tobytes()]))
+        return msgpack.ExtType(EXT_SCALAR, msgpack.packb([describe_dtype(v.dtype), scalar_bytes(v)]))
     raise TypeError(f"{t.__name__} is not a graph value")
 
 
@@ -108,10 +108,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
         return int.from_bytes(data, "little", signed=True)
     if code == EXT_SCALAR:
         descr, raw = msgpack.unpackb(data, strict_map_key=True)
-        dtype = parse_dtype(descr, "numpy scalar")
-        if len(raw) != dtype.itemsize:
-            raise FormatError(f"a numpy scalar of dtype {dtype} has {len(raw)} bytes")
-        return np.frombuffer(raw, dtype)[0]
+        return scalar_from_bytes(raw, parse_dtype(descr, "numpy scalar"), "numpy scalar")
     raise FormatError(f"unknown msgpack extension type {code} ({len(data)} bytes)")
 
 

@@ -1,14 +1,17 @@
 """The pickle format: a protocol-5 pickle of the graph that loads without running code.
 
-The file is one pickle of a 6-tuple (see ``docs/format.md``)::
+The file is one pickle of a 5-tuple (see ``docs/format.md``)::
 
-    ("ngser.graph", format_version, header, graph_bytes, graph_crc32, arrays)
+    ("ngser.graph", format_version, graph_bytes, graph_crc32, buffers)
 
-``graph_bytes`` is itself a pickle of ``(root, flat_node_table)`` made of plain
-Python values and three ngser classes; ``arrays`` lists
-``(id, dtype, shape, fortran, crc32, label, buffer)`` with each array's bytes as a
-``PickleBuffer``: in-band in files (written without a copy), out-of-band when the
-caller of :meth:`PickleBackend.write_bytes` passes a ``buffer_callback``.
+``graph_bytes`` is ``[header, root, flat_node_table, array_table]`` in ngser's msgpack
+value encoding (the same as the msgpack format's document): decoding it is bounded by its
+length and resolves no name, and everything but the array bytes is under ``graph_crc32``.
+``array_table`` lists ``[id, dtype, shape, fortran, crc32, label]``; ``buffers`` holds
+each array's bytes as a ``PickleBuffer`` in the same order: in-band in files (written
+without a copy), out-of-band when the caller of :meth:`PickleBackend.write_bytes` passes
+a ``buffer_callback``. The outer tuple is read by a bounded pure-Python unpickler, so a
+damaged length or memo index cannot make the reader allocate more than the file holds.
 
 Loading uses :class:`RestrictedUnpickler`, which resolves only the names ngser
 writes; any other global (``os.system``...) raises :class:`~ngser.UnsafeLoadError`
@@ -21,15 +24,15 @@ import io
 import pickle
 import zlib
 from collections.abc import Callable, Iterable
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import numpy as np
 
 from ..arrays import check_shape, describe_dtype, parse_dtype, raw_view
 from ..errors import FormatError, UnsafeLoadError
-from ..graph import FORMAT_VERSION, ArrayNode, Graph, PairsDict, Ref, flatten_nodes
+from ..graph import FORMAT_VERSION, ArrayNode, Graph, flatten_nodes
 from . import StreamBackend
-from .msgpack_format import _nodes_from_flat, check_format
+from .msgpack_format import _nodes_from_flat, check_format, pack_value_document, unpack_value_document
 
 __all__ = ["PickleBackend", "RestrictedUnpickler", "ForeignPickle", "TAG"]
 
@@ -37,37 +40,9 @@ TAG = "ngser.graph"
 PROTOCOL = 5
 
 
-def _scalar(descr: Any, raw: bytes) -> np.generic:
-    dtype = parse_dtype(descr, "numpy scalar")
-    if not isinstance(raw, bytes) or len(raw) != dtype.itemsize:
-        raise FormatError(f"a numpy scalar of dtype {dtype} has a payload of the wrong size")
-    return np.frombuffer(raw, dtype)[0]  # type: ignore[no-any-return]
-
-
-def _reduce_scalar(value: np.generic) -> tuple[Any, ...]:
-    return (_scalar, (describe_dtype(value.dtype), value.tobytes()))
-
-
-class _DispatchTable(dict):  # type: ignore[type-arg]
-    """copyreg-style reducers for the graph values pickle does not know natively."""
-
-    def __missing__(self, cls: type) -> Callable[[Any], Any]:
-        if issubclass(cls, np.generic):
-            return _reduce_scalar
-        raise KeyError(cls)
-
-
-_DISPATCH = _DispatchTable()
-
-#: The only globals an untrusted load may resolve.
-ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("ngser.graph", "Ref"): Ref,
-    ("ngser.graph", "PairsDict"): PairsDict,
-    ("ngser.backends.pickle_format", "_scalar"): _scalar,
-    ("builtins", "complex"): complex,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-}
+#: The globals an untrusted load may resolve: none. ngser's pickles hold only tuples, bytes and
+#: buffers; the graph inside is in ngser's msgpack value encoding.
+ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {}
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -113,22 +88,22 @@ class _BoundedReader:
         self._left = size
         self._source = source
 
-    def _take(self, n: int) -> None:
-        if n > self._left:
-            raise FormatError(
-                f"{self._source}: the pickle is truncated or declares an object of {n} bytes where {self._left} remain"
-            )
-        self._left -= n
-
     def read(self, n: int = -1) -> bytes:
         n = self._left if n < 0 else min(n, self._left)
         data = self._stream.read(n)
         self._left -= len(data)
         return data
 
+    @property
+    def left(self) -> int:
+        """Bytes not read yet."""
+        return self._left
+
     def readinto(self, buffer: Any) -> int:
-        self._take(memoryview(buffer).nbytes)
-        return self._stream.readinto(buffer)  # type: ignore[attr-defined,no-any-return]
+        view = memoryview(buffer).cast("B")
+        count = self._stream.readinto(view[: self._left])  # type: ignore[attr-defined]
+        self._left -= count or 0
+        return count or 0
 
     def readline(self) -> bytes:
         line = self._stream.readline(self._left)
@@ -136,12 +111,52 @@ class _BoundedReader:
         return line
 
 
-def _dumps(value: Any) -> bytes:
-    stream = io.BytesIO()
-    pickler = pickle.Pickler(stream, protocol=PROTOCOL)
-    pickler.dispatch_table = _DISPATCH
-    pickler.dump(value)
-    return stream.getvalue()
+class _OuterUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+    """Reads the small outer tuple with the pure-Python unpickler: its memo is a dict (a damaged
+    memo index cannot make it allocate gigabytes) and every declared length is checked against
+    the bytes left before anything is allocated."""
+
+    def __init__(self, reader: _BoundedReader, *, trusted: bool, source: str, buffers: Any) -> None:
+        super().__init__(reader, buffers=buffers)  # type: ignore[arg-type]
+        self._reader, self._trusted, self._source = reader, trusted, source
+
+    def find_class(self, module: str, name: str) -> Any:
+        if self._trusted:
+            return super().find_class(module, name)
+        found = ALLOWED_GLOBALS.get((module, name))
+        if found is None:
+            raise UnsafeLoadError(
+                f"{self._source}: the pickle asks for {module}.{name}, which ngser does not write; loading it "
+                "could run code. Nothing was run. Pass trusted=True only if you trust where the file came from."
+            )
+        return found
+
+    def _sized(self, width: int) -> int:
+        size = int.from_bytes(self.read(width), "little")
+        frame = self._unframer.current_frame  # bytes of the current frame not consumed yet count too
+        left = self._reader.left + (frame.getbuffer().nbytes - frame.tell() if frame is not None else 0)
+        if size > left:
+            raise FormatError(
+                f"{self._source}: the pickle is truncated or damaged: it declares {size} bytes where {left} remain"
+            )
+        return size
+
+    def _bytes(self, width: int, mutable: bool) -> None:
+        size = self._sized(width)
+        data = bytearray(size)
+        if size and self.readinto(data) != size:
+            raise FormatError(f"{self._source}: the pickle is truncated")
+        self.append(data if mutable else bytes(data))
+
+    def _text(self, width: int) -> None:
+        self.append(str(self.read(self._sized(width)), "utf-8", "surrogatepass"))
+
+    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch[pickle.BYTEARRAY8[0]] = lambda self: self._bytes(8, True)
+    dispatch[pickle.BINBYTES8[0]] = lambda self: self._bytes(8, False)
+    dispatch[pickle.BINBYTES[0]] = lambda self: self._bytes(4, False)
+    dispatch[pickle.BINUNICODE8[0]] = lambda self: self._text(8)
+    dispatch[pickle.BINUNICODE[0]] = lambda self: self._text(4)
 
 
 class PickleBackend(StreamBackend):
@@ -154,27 +169,17 @@ class PickleBackend(StreamBackend):
         return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
     def document(self, graph: Graph) -> tuple[Any, ...]:
-        try:
-            inner = _dumps((graph.root, flatten_nodes(graph.nodes)))
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            raise FormatError(f"cannot pickle the graph: {exc}") from exc
-        arrays = []
+        """The outer tuple: everything but the array bytes is inside the checksummed graph pickle."""
+        table, buffers = [], []
         for array in graph.arrays:
             data = array.load()
             view, fortran = raw_view(data)
-            arrays.append(
-                (
-                    array.id,
-                    describe_dtype(data.dtype),
-                    data.shape,
-                    fortran,
-                    zlib.crc32(view),
-                    array.label,
-                    pickle.PickleBuffer(view),
-                )
-            )
+            crc = zlib.crc32(view)
+            table.append([array.id, describe_dtype(data.dtype), list(data.shape), fortran, crc, array.label])
+            buffers.append(pickle.PickleBuffer(view))
         header = {"ngser": graph.meta.get("ngser", ""), "writers": graph.writers}
-        return (TAG, FORMAT_VERSION, header, inner, zlib.crc32(inner), arrays)
+        inner = pack_value_document([header, graph.root, flatten_nodes(graph.nodes), table])
+        return (TAG, FORMAT_VERSION, inner, zlib.crc32(inner), buffers)
 
     def write(self, graph: Graph, stream: IO[bytes], **options: Any) -> None:
         self.check_options(options)
@@ -188,23 +193,26 @@ class PickleBackend(StreamBackend):
         return pickle.dumps(self.document(graph), protocol=PROTOCOL, buffer_callback=buffer_callback)
 
     def read(
-        self, stream: IO[bytes], size: int, source: str, *, trusted: bool = False, buffers: Iterable[Any] | None = None
+        self,
+        stream: IO[bytes],
+        size: int,
+        source: str,
+        *,
+        trusted: bool = False,
+        buffers: Iterable[Any] | None = None,
     ) -> Graph:
         reader = _BoundedReader(stream, size, source)
         try:
-            if trusted:
-                doc = pickle.Unpickler(reader, buffers=buffers).load()  # type: ignore[arg-type]
-            else:
-                doc = RestrictedUnpickler(reader, source=source, buffers=buffers).load()  # type: ignore[arg-type]
+            doc = _OuterUnpickler(reader, trusted=trusted, source=source, buffers=buffers).load()
         except (FormatError, UnsafeLoadError):
             raise
         except MemoryError as exc:
             raise FormatError(f"{source}: the pickle declares an object larger than memory; it is damaged") from exc
         except Exception as exc:
-            if trusted and not isinstance(exc, (pickle.UnpicklingError, EOFError)):
+            if trusted and not isinstance(exc, (pickle.UnpicklingError, EOFError, ValueError, KeyError)):
                 raise
             raise FormatError(f"{source}: not a readable pickle ({type(exc).__name__}: {exc})") from exc
-        if not (isinstance(doc, tuple) and len(doc) == 6 and doc[0] == TAG):
+        if not (isinstance(doc, tuple) and len(doc) == 5 and doc[0] == TAG):
             if trusted:
                 return Graph(ForeignPickle(doc), [], [], {}, {"foreign": True})
             raise FormatError(f"{source}: a pickle, but not one written by ngser")
@@ -217,35 +225,28 @@ class PickleBackend(StreamBackend):
         return self.read(io.BytesIO(view), view.nbytes, "<bytes>", trusted=trusted, buffers=buffers)
 
     def _graph(self, doc: tuple[Any, ...], source: str, trusted: bool) -> Graph:
-        _, version, header, inner, inner_crc, table = doc
+        _, version, inner, inner_crc, buffers = doc
         check_format(version, source)
         if not isinstance(inner, bytes) or zlib.crc32(inner) != inner_crc:
             raise FormatError(f"{source}: the graph is damaged (checksum mismatch)")
+        body = unpack_value_document(inner, source)
+        if not (isinstance(body, list) and len(body) == 4):
+            raise FormatError(f"{source}: the graph is damaged")
+        header, root, flat, table = body
         if not isinstance(header, dict) or not isinstance(header.get("writers"), dict):
             raise FormatError(f"{source}: the header is damaged")
-        reader = io.BytesIO(inner)
-        try:
-            unpickler = pickle.Unpickler(reader) if trusted else RestrictedUnpickler(reader, source=source)
-            body = unpickler.load()
-        except (FormatError, UnsafeLoadError):
-            raise
-        except Exception as exc:
-            raise FormatError(f"{source}: the graph is damaged ({type(exc).__name__}: {exc})") from exc
-        if not (isinstance(body, tuple) and len(body) == 2):
-            raise FormatError(f"{source}: the graph is damaged")
-        root, flat = body
         nodes = _nodes_from_flat(flat, source)
-        if not isinstance(table, list):
+        if not isinstance(table, list) or not isinstance(buffers, list) or len(table) != len(buffers):
             raise FormatError(f"{source}: the array table is damaged")
-        arrays = [_array(entry, source) for entry in table]
+        arrays = [_array(entry, buffer, source) for entry, buffer in zip(table, buffers)]
         meta = {"ngser": header.get("ngser"), "format": version}
         return Graph(root, nodes, arrays, header["writers"], meta)
 
 
-def _array(entry: Any, source: str) -> ArrayNode:
-    if not (isinstance(entry, tuple) and len(entry) == 7):
+def _array(entry: Any, buffer: Any, source: str) -> ArrayNode:
+    if not (isinstance(entry, list) and len(entry) == 6):
         raise FormatError(f"{source}: an array table entry is damaged")
-    nid, descr, shape, fortran, crc, label, buffer = entry
+    nid, descr, shape, fortran, crc, label = entry
     where = f"{source}: array node {nid}"
     dtype = parse_dtype(descr, where)
     shape = check_shape(shape, where)

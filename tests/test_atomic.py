@@ -1,0 +1,301 @@
+"""Nothing is lost: a save that fails or is killed leaves the previous file byte for byte as it was.
+
+These tests kill real writer processes with SIGKILL in the middle of a large save,
+fill real file systems (a 1 MB tmpfs when we may mount one, ``RLIMIT_FSIZE`` in a
+subprocess otherwise) and make a save fail halfway through its own writing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ngser
+from ngser.graph import ArrayNode, Graph
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and resource limits")
+
+EXTENSION = {"msgpack": ".msgpack", "pickle": ".pkl", "hdf5": ".h5"}
+
+#: Size of the array a killed writer is saving (large enough that the kill lands mid-write).
+BIG = 96 * 2**20
+
+
+def _temps(folder: Path) -> list[str]:
+    """The temporary files ngser's atomic saves leave in ``folder``, if any."""
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".ngser-tmp"))
+
+
+def _old_file(path: Path) -> bytes:
+    ngser.save({"generation": "old", "values": np.arange(10.0)}, path)
+    return path.read_bytes()
+
+
+def _assert_old(path: Path, old: bytes) -> None:
+    assert path.read_bytes() == old, "the previous file was changed by a failed save"
+    loaded = ngser.load(path)
+    assert loaded["generation"] == "old" and np.array_equal(loaded["values"], np.arange(10.0))
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, numpy as np, ngser
+    path, nbytes = sys.argv[1], int(sys.argv[2])
+    data = {"generation": "new", "values": np.full(nbytes // 8, 7.0)}
+    print("ready", flush=True)
+    sys.stdin.readline()
+    ngser.save(data, path)
+    print("saved", flush=True)
+    """
+)
+
+
+def _start_writer(path: Path, nbytes: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), str(nbytes)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_sigkill_in_the_middle_of_a_large_save(tmp_path: Path, fmt: str) -> None:
+    """SIGKILL while the temporary file is half written: the target is untouched and loads."""
+    path = tmp_path / f"big{EXTENSION[fmt]}"
+    old = _old_file(path)
+    proc = _start_writer(path, BIG)
+    assert proc.stdin is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    seen = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        temps = _temps(tmp_path)
+        if temps:
+            try:
+                seen = (tmp_path / temps[0]).stat().st_size
+            except FileNotFoundError:
+                continue
+            if seen >= BIG // 4:
+                break
+        time.sleep(0.0005)
+    _kill(proc)
+    assert BIG // 4 <= seen < BIG, f"the kill did not land in the middle of the write ({seen} bytes written)"
+    _assert_old(path, old)
+    # A SIGKILLed process cannot clean up: its temporary file stays (see docs/reliability.md).
+    leftovers = _temps(tmp_path)
+    assert all(name.startswith(f".{path.name}.") for name in leftovers)
+
+
+def test_sigkill_at_any_moment_leaves_old_or_complete_new_file(tmp_path: Path) -> None:
+    """Kills spread over a whole save (writing, fsync, rename): the target is always the
+    old file byte for byte or the complete new one, never a mixture."""
+    nbytes = 16 * 2**20
+    path = tmp_path / "spread.msgpack"
+    old = _old_file(path)
+    start = time.monotonic()
+    proc = _start_writer(path, nbytes)
+    assert proc.stdin is not None and proc.stdout is not None
+    start = time.monotonic()
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().strip() == "saved"
+    duration = time.monotonic() - start
+    proc.wait(timeout=30)
+    new = path.read_bytes()
+    outcomes = set()
+    for fraction in (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 1.2):
+        path.write_bytes(old)
+        proc = _start_writer(path, nbytes)
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        time.sleep(duration * fraction)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        current = path.read_bytes()
+        assert current in (old, new), f"killed at {fraction:.0%} of a save: the target is neither file"
+        outcomes.add("old" if current == old else "new")
+        if current == old:
+            _assert_old(path, old)
+        else:
+            assert ngser.load(path)["generation"] == "new"
+        for name in _temps(tmp_path):
+            (tmp_path / name).unlink()
+    assert "old" in outcomes
+
+
+def test_next_save_removes_temp_files_of_killed_writers(tmp_path: Path) -> None:
+    path = tmp_path / "stale.msgpack"
+    old = _old_file(path)
+    proc = _start_writer(path, BIG)
+    assert proc.stdin is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not _temps(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    _kill(proc)
+    _assert_old(path, old)
+    assert _temps(tmp_path), "the killed writer left no temporary file to clean up"
+    ngser.save({"generation": "next"}, path)
+    assert _temps(tmp_path) == []
+
+
+def test_unserializable_object_found_halfway(tmp_path: Path, fmt: str) -> None:
+    class Unregistered:
+        pass
+
+    path = tmp_path / f"data{EXTENSION[fmt]}"
+    old = _old_file(path)
+    with pytest.raises(ngser.UnsupportedTypeError):
+        ngser.save({"a": np.ones(100_000), "b": [1, 2, Unregistered()], "c": 3}, path)
+    _assert_old(path, old)
+    assert _temps(tmp_path) == []
+
+
+class FailingData:
+    """Array data read lazily (like an h5py dataset) whose reading fails with ``error``:
+    the failure happens inside the backend, after the temporary file was opened."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.dtype = np.dtype("f8")
+        self.shape = (1000,)
+        self.error = error
+
+    def __getitem__(self, key: Any) -> Any:
+        raise self.error
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+
+def _half_written_graph(error: BaseException) -> Graph:
+    arrays = [ArrayNode(0, np.ones(200_000)), ArrayNode(1, FailingData(error))]
+    return Graph({"a": ngser.graph.Ref(0), "b": ngser.graph.Ref(1)}, [], arrays)
+
+
+def test_failure_inside_the_backend_write(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"data{EXTENSION[fmt]}"
+    old = _old_file(path)
+    with pytest.raises(ngser.FileAccessError, match=r"saving failed: .*the previous file.*unchanged") as info:
+        ngser.write_graph(_half_written_graph(OSError(5, "Input/output error")), path)
+    assert str(path) in str(info.value)
+    _assert_old(path, old)
+    assert _temps(tmp_path) == []
+
+
+def test_keyboard_interrupt_inside_the_backend_write(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"data{EXTENSION[fmt]}"
+    old = _old_file(path)
+    with pytest.raises(KeyboardInterrupt):
+        ngser.write_graph(_half_written_graph(KeyboardInterrupt()), path)
+    _assert_old(path, old)
+    assert _temps(tmp_path) == []
+
+
+def test_new_file_not_created_when_save_fails(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"new{EXTENSION[fmt]}"
+    with pytest.raises(ngser.FileAccessError):
+        ngser.write_graph(_half_written_graph(OSError(28, "No space left on device")), path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_folder_is_a_file_access_error(tmp_path: Path) -> None:
+    with pytest.raises(ngser.FileAccessError, match="cannot create a file in"):
+        ngser.save([1], tmp_path / "no" / "such" / "folder.msgpack")
+
+
+def test_permissions_of_replaced_file_kept(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"perm{EXTENSION[fmt]}"
+    ngser.save(1, path)
+    path.chmod(0o640)
+    ngser.save(2, path)
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert ngser.load(path) == 2
+
+
+# -- full disk ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A real 1 MB tmpfs (needs root; skipped where mounting is not allowed)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode(errors='replace').strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_full_disk_tmpfs(small_disk: Path, fmt: str) -> None:
+    path = small_disk / f"data{EXTENSION[fmt]}"
+    old = _old_file(path)
+    with pytest.raises(ngser.FileAccessError, match="No space left on device") as info:
+        ngser.save({"big": np.ones(2**18)}, path)  # 2 MB into a 1 MB file system
+    assert str(path) in str(info.value)
+    _assert_old(path, old)
+    assert _temps(small_disk) == []
+    ngser.save({"generation": "old", "values": np.arange(10.0)}, path)  # space was given back
+    assert path.read_bytes() == old
+
+
+FSIZE_WRITER = textwrap.dedent(
+    """
+    import json, os, resource, signal, sys
+    import numpy as np, ngser
+    path = sys.argv[1]
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))
+    result = {}
+    try:
+        ngser.save({"big": np.ones(2**18)}, path)
+        result["error"] = None
+    except ngser.FileAccessError as exc:
+        result["error"] = "FileAccessError"
+        result["message"] = str(exc)
+    except BaseException as exc:
+        result["error"] = type(exc).__name__
+        result["message"] = str(exc)
+    print(json.dumps(result))
+    """
+)
+
+
+def test_full_disk_rlimit_fsize(tmp_path: Path, fmt: str) -> None:
+    """Writes beyond ``RLIMIT_FSIZE`` fail with EFBIG midway, as on a full disk."""
+    path = tmp_path / f"data{EXTENSION[fmt]}"
+    old = _old_file(path)
+    out = subprocess.run(
+        [sys.executable, "-c", FSIZE_WRITER, str(path)], capture_output=True, text=True, timeout=120, check=True
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["error"] == "FileAccessError", result
+    assert str(path) in result["message"] and "File too large" in result["message"]
+    _assert_old(path, old)
+    assert _temps(tmp_path) == []

@@ -1,0 +1,103 @@
+"""Format stability: the files committed under ``tests/fixtures/`` must load in every later version.
+
+Each fixture was written by some ngser version (``manifest.json`` says which). If a test
+here fails, a change broke reading files that users already have: fix the reader (or add
+a migration), never regenerate the fixture. ``tests/fixtures/make_fixtures.py`` only
+*adds* files, when the format version changes or a backend is added.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ngser
+from fixture_types import REGISTRY, fixture_objects, fixture_values, same
+from ngser.graph import FORMAT_VERSION
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MANIFEST: dict[str, Any] = json.loads((FIXTURES / "manifest.json").read_text())
+EXTENSION = {"msgpack": ".msgpack", "pickle": ".pkl", "hdf5": ".h5"}
+KINDS = ("values", "objects", "ngsolve")
+
+
+def test_manifest_lists_every_fixture() -> None:
+    files = {p.name for p in FIXTURES.iterdir() if p.suffix in (".msgpack", ".pkl", ".h5")}
+    assert files == set(MANIFEST)
+
+
+def test_fixtures_are_small() -> None:
+    for name in MANIFEST:
+        assert (FIXTURES / name).stat().st_size < 100_000, name
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_backend_has_fixtures_of_the_current_format(fmt: str, kind: str) -> None:
+    if kind == "ngsolve":
+        pytest.importorskip("ngsolve")
+    name = f"{kind}.format{FORMAT_VERSION}{EXTENSION[fmt]}"
+    assert name in MANIFEST, (
+        f"no fixture {name}: a new backend or format version needs its fixtures; run "
+        "tests/fixtures/make_fixtures.py once (it only adds missing files)"
+    )
+
+
+def _names(kind: str) -> list[str]:
+    return sorted(name for name, info in MANIFEST.items() if info["kind"] == kind)
+
+
+@pytest.mark.parametrize("name", _names("values"))
+def test_values_fixture_loads(name: str) -> None:
+    if MANIFEST[name]["format"] not in ngser.backends.available():
+        pytest.skip(f"{MANIFEST[name]['format']} backend not available")
+    loaded = ngser.load(FIXTURES / name, registry=REGISTRY)
+    expected = fixture_values()
+    assert loaded.keys() == expected.keys()
+    for key in expected:
+        assert same(expected[key], loaded[key]), (name, key, loaded[key])
+
+
+@pytest.mark.parametrize("name", _names("objects"))
+def test_objects_fixture_loads(name: str) -> None:
+    if MANIFEST[name]["format"] not in ngser.backends.available():
+        pytest.skip(f"{MANIFEST[name]['format']} backend not available")
+    loaded = ngser.load(FIXTURES / name, registry=REGISTRY)
+    assert same(fixture_objects(), loaded)
+    tree = loaded["tree"]
+    assert tree.children[0].parent is tree and tree.children[0].children[0].parent is tree.children[0]
+    assert loaded["field"].values is loaded["same_array"] and loaded["same_field"][0] is loaded["field"]
+
+
+@pytest.mark.parametrize("name", _names("objects") + _names("values"))
+def test_fixture_graph_and_conversion(name: str, tmp_path: Path) -> None:
+    """The graph reads without building objects and converts to every available format."""
+    info = MANIFEST[name]
+    if info["format"] not in ngser.backends.available():
+        pytest.skip(f"{info['format']} backend not available")
+    graph = ngser.read_graph(FIXTURES / name)
+    assert graph.writers == info["writers"]
+    for fmt in ngser.backends.available():
+        target = tmp_path / f"converted{EXTENSION[fmt]}"
+        ngser.convert(FIXTURES / name, target)
+        expected = fixture_values() if info["kind"] == "values" else fixture_objects()
+        assert same(expected, ngser.load(target, registry=REGISTRY))
+
+
+@pytest.mark.parametrize("name", _names("ngsolve"))
+def test_ngsolve_fixture_loads(name: str) -> None:
+    """Loaded NGSolve objects reproduce the integrals and point values computed before saving."""
+    ngsolve = pytest.importorskip("ngsolve")
+    if MANIFEST[name]["format"] not in ngser.backends.available():
+        pytest.skip(f"{MANIFEST[name]['format']} backend not available")
+    loaded = ngser.load(FIXTURES / name, registry=REGISTRY)
+    mesh, fes, gfu, cf = loaded["mesh"], loaded["space"], loaded["u"], loaded["cf"]
+    numbers = MANIFEST[name]["numbers"]
+    assert gfu.space.mesh is mesh or gfu.space is fes
+    assert (mesh.nv, fes.ndof) == (numbers["nv"], numbers["ndof"])
+    assert ngsolve.Integrate(1, mesh) == pytest.approx(numbers["area"], rel=1e-12)
+    assert ngsolve.Integrate(gfu, mesh) == pytest.approx(numbers["integral_u"], rel=1e-12)
+    assert ngsolve.Integrate(cf, mesh) == pytest.approx(numbers["integral_cf"], rel=1e-12)
+    assert gfu(mesh(0.1, 0.9)) == pytest.approx(numbers["u_at_point"], rel=1e-12)
