@@ -143,10 +143,16 @@ class _OuterUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
 
     def _bytes(self, width: int, mutable: bool) -> None:
         size = self._sized(width)
-        data = bytearray(size)
-        if size and self.readinto(data) != size:
+        if not mutable:
+            data = self.read(size)
+            if len(data) != size:
+                raise FormatError(f"{self._source}: the pickle is truncated")
+            self.append(data)
+            return
+        buffer = memoryview(np.empty(size, np.uint8))  # not zero-filled: readinto writes every byte
+        if size and self.readinto(buffer) != size:
             raise FormatError(f"{self._source}: the pickle is truncated")
-        self.append(data if mutable else bytes(data))
+        self.append(buffer)
 
     def _text(self, width: int) -> None:
         self.append(str(self.read(self._sized(width)), "utf-8", "surrogatepass"))
