@@ -18,7 +18,7 @@ from .graph import Graph
 from .registry import Registry
 from .serializer import Serializer
 
-__all__ = ["save", "load", "dumps", "loads", "convert", "read_graph", "write_graph", "encode", "decode"]
+__all__ = ["save", "load", "dumps", "loads", "convert", "read_graph", "sniff_file", "write_graph", "encode", "decode"]
 
 Format = Literal["msgpack", "pickle", "hdf5"]
 Fallback = Literal["cloudpickle"] | None
@@ -148,8 +148,8 @@ def loads(
         return decode(graph, trusted=trusted, unknown=unknown, registry=registry, source="<bytes>")
 
 
-def read_graph(path: PathLike, *, trusted: bool = False) -> Graph:
-    """Read the graph stored in ``path`` without building any object."""
+def sniff_file(path: PathLike) -> str:
+    """The format of the file ``path`` from its first bytes; a clear error if it is missing or foreign."""
     source = os.fspath(path)
     try:
         with open(source, "rb") as stream:
@@ -164,6 +164,12 @@ def read_graph(path: PathLike, *, trusted: bool = False) -> Graph:
     if name is None:
         what = "an empty file" if not head else f"data starting with {head[:8]!r}"
         raise FormatError(f"{source}: not an ngser file ({what}); ngser reads msgpack, pickle and HDF5 files")
+    return name
+
+
+def read_graph(path: PathLike, *, trusted: bool = False) -> Graph:
+    """Read the graph stored in ``path`` without building any object (checksums are verified)."""
+    name = sniff_file(path)
     with gc_paused():
         return get_backend(name).read_path(path, trusted=trusted)
 

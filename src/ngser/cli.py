@@ -27,9 +27,9 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import __version__
-from .api import read_graph, write_graph
-from .backends import format_for_path, sniff
-from .errors import FileAccessError, FormatError, NgserError
+from .api import read_graph, sniff_file, write_graph
+from .backends import format_for_path
+from .errors import NgserError
 from .graph import ArrayNode, Graph, ObjectNode, PairsDict, Ref
 
 __all__ = ["main", "describe", "Progress"]
@@ -99,30 +99,10 @@ def _info(args: argparse.Namespace) -> int:
 
     limit = None if args.all else args.lines
     depth = 1000 if args.all else args.depth
-    _probe(args.file)  # the same messages as read_graph for missing, empty and foreign files
     with FileView(args.file) as view:
         text = describe(view.graph, args.file, view.format, max_lines=limit, max_depth=depth)
     print(text)
     return 0
-
-
-def _format_of(path: str) -> str:
-    with open(path, "rb") as stream:
-        return sniff(stream.read(16)) or "unknown"
-
-
-def _probe(path: str) -> None:
-    """Raise what :func:`ngser.read_graph` raises for a file that is missing or in no ngser format."""
-    try:
-        with open(path, "rb") as stream:
-            head = stream.read(16)
-    except FileNotFoundError as exc:
-        raise FileAccessError(f"{path}: no such file") from exc
-    except OSError as exc:
-        raise FileAccessError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if sniff(head) is None:
-        what = "an empty file" if not head else f"data starting with {head[:8]!r}"
-        raise FormatError(f"{path}: not an ngser file ({what}); ngser reads msgpack, pickle and HDF5 files")
 
 
 def describe(
@@ -335,7 +315,7 @@ def _verify(args: argparse.Namespace) -> int:
             continue
         nbytes = sum(array.nbytes for array in graph.arrays)
         print(
-            f"{path}: OK ({_format_of(path)}, {len(graph.nodes)} objects, {len(graph.arrays)} arrays of "
+            f"{path}: OK ({sniff_file(path)}, {len(graph.nodes)} objects, {len(graph.arrays)} arrays of "
             f"{_size(nbytes)}; every checksum matches)"
         )
     return status

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from .api import PathLike, decode, gc_paused
-from .backends import get_backend, sniff
+from .api import PathLike, decode, gc_paused, sniff_file
+from .backends import get_backend
 from .decoder import Unknown
-from .errors import FileAccessError, FormatError, NgserError
+from .errors import NgserError
 from .graph import ArrayNode, Graph, ObjectNode, PairsDict, Ref
 from .registry import Registry
 
@@ -47,14 +47,7 @@ class FileView:
     def __init__(self, path: PathLike, *, trusted: bool = False) -> None:
         self.path = os.fspath(path)
         self.trusted = trusted
-        try:
-            with builtin_open(self.path, "rb") as stream:
-                head = stream.read(16)
-        except OSError as exc:
-            raise FileAccessError(f"{self.path}: cannot read: {exc.strerror or exc}") from exc
-        name = sniff(head)
-        if name is None:
-            raise FormatError(f"{self.path}: not an ngser file")
+        name = sniff_file(self.path)
         self.format = name
         backend = get_backend(name)
         opener = getattr(backend, "open_lazy", None)
@@ -182,9 +175,6 @@ def _subgraph(graph: Graph, root: Any) -> Graph:
     kept: list[ObjectNode] = [node for node in graph.nodes if node.id in seen]
     arrays = [array for array in graph.arrays if array.id in seen]
     return Graph(root, kept, arrays, graph.writers, graph.meta)
-
-
-builtin_open = open
 
 
 def open(path: PathLike, *, trusted: bool = False) -> FileView:
