@@ -98,9 +98,7 @@ class Registry:
                 self._forget(serializer)
 
     def _forget(self, serializer: Serializer) -> None:
-        for cls in serializer.types:
-            if self._by_type.get(cls) is serializer:
-                del self._by_type[cls]
+        # Also drops the subclasses cached for it by for_type.
         self._by_type = {t: s for t, s in self._by_type.items() if s is not serializer}
         if serializer in self._subclass_serializers:
             self._subclass_serializers.remove(serializer)

@@ -45,31 +45,6 @@ PROTOCOL = 5
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {}
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only :data:`ALLOWED_GLOBALS` (and ``extra``)."""
-
-    def __init__(
-        self,
-        file: IO[bytes],
-        *,
-        source: str = "",
-        extra: dict[tuple[str, str], Any] | None = None,
-        buffers: Iterable[Any] | None = None,
-    ) -> None:
-        super().__init__(file, buffers=buffers)
-        self.source = source
-        self.allowed = ALLOWED_GLOBALS if not extra else {**ALLOWED_GLOBALS, **extra}
-
-    def find_class(self, module: str, name: str) -> Any:
-        found = self.allowed.get((module, name))
-        if found is None:
-            raise UnsafeLoadError(
-                f"{self.source}: the pickle asks for {module}.{name}, which ngser does not write; loading it "
-                "could run code. Nothing was run. Pass trusted=True only if you trust where the file came from."
-            )
-        return found
-
-
 class ForeignPickle:
     """A pickle that ngser did not write, loaded with ``trusted=True``: ``obj`` is its content."""
 
@@ -111,10 +86,11 @@ class _BoundedReader:
         return line
 
 
-class _OuterUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
     """Reads the small outer tuple with the pure-Python unpickler: its memo is a dict (a damaged
-    memo index cannot make it allocate gigabytes) and every declared length is checked against
-    the bytes left before anything is allocated."""
+    memo index cannot make it allocate gigabytes), every declared length is checked against
+    the bytes left before anything is allocated, and unless ``trusted`` it resolves only
+    :data:`ALLOWED_GLOBALS` (none)."""
 
     def __init__(self, reader: _BoundedReader, *, trusted: bool, source: str, buffers: Any) -> None:
         super().__init__(reader, buffers=buffers)  # type: ignore[arg-type]
@@ -209,7 +185,7 @@ class PickleBackend(StreamBackend):
     ) -> Graph:
         reader = _BoundedReader(stream, size, source)
         try:
-            doc = _OuterUnpickler(reader, trusted=trusted, source=source, buffers=buffers).load()
+            doc = RestrictedUnpickler(reader, trusted=trusted, source=source, buffers=buffers).load()
         except (FormatError, UnsafeLoadError):
             raise
         except MemoryError as exc:
