@@ -275,3 +275,30 @@ def test_array_paths_are_unique_and_find_their_owner() -> None:
         "/arrays/U_x",
         "/arrays/U_x~7",
     ]
+
+
+DIRECT_DTYPES = ["<f8", ">f8", "<f4", "<f2", "<i8", ">i4", "<u2", "|i1", "|u1", "<c16", ">c8", "|b1", "<M8[s]", "<U3"]
+
+
+@pytest.mark.parametrize("dtype", DIRECT_DTYPES)
+def test_arrays_written_at_their_dataset_offsets_read_back_with_plain_h5py(tmp_path: Path, dtype: str) -> None:
+    """Saving to a file writes the bytes of uncompressed arrays at the offset HDF5 allocated:
+    the dataset must hold exactly the array, for HDF5 itself and for ngser."""
+    rng = np.random.default_rng(1)
+    data = np.arange(6000).astype(dtype) if np.dtype(dtype).kind in "MU" else (rng.random(6000) * 100).astype(dtype)
+    arrays = {"c": data.reshape(60, 100), "f": np.asfortranarray(data.reshape(60, 100))}
+    path = tmp_path / "direct.h5"
+    ngser.save(arrays, path)
+    with h5py.File(path, "r") as file:
+        datasets = [file["arrays"][name] for name in sorted(file["arrays"])]
+        for dataset in datasets:
+            assert dataset.id.get_create_plist().get_layout() == h5py.h5d.CONTIGUOUS
+            if "dtype" not in dataset.attrs:  # HDF5 has the type: h5py reads the values themselves
+                stored = dataset[...]
+                expected = arrays["f"].T if "fortran" in dataset.attrs else arrays["c"]
+                np.testing.assert_array_equal(stored, expected)
+    out = ngser.load(path)
+    for key, value in arrays.items():
+        assert out[key].dtype == value.dtype
+        np.testing.assert_array_equal(out[key], value)
+    assert ngser.loads(ngser.dumps(arrays, format="hdf5"))["c"].tobytes() == arrays["c"].tobytes()

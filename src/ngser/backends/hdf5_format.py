@@ -10,9 +10,11 @@ every group, dataset and attribute.
 >>> ngser.save(big, "big.h5", compression="gzip")          # or "lzf"; chunked datasets
 >>> data = ngser.dumps(obj, format="hdf5")                 # an in-memory HDF5 file image
 
-Uncompressed arrays are contiguous datasets written and read straight from and into
-the arrays' memory; each array's CRC32 is computed on a helper thread while the next
-one is written or read, so checksums cost little wall time.
+Uncompressed arrays are contiguous datasets. Saving to a file allocates them through
+HDF5 and then writes their bytes at the offsets HDF5 reports (``H5Dget_offset``), which
+is about twice as fast as HDF5's own write path; reading goes through HDF5 straight
+into the arrays' memory. Checksums run on the shared pool of :mod:`ngser.checksum`
+while the next array is written or read.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ import os
 import uuid
 import zlib
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import h5py
 import numpy as np
 
 from ..arrays import describe_dtype, raw_view
+from ..checksum import CrcJob, crc32_async
 from ..errors import FormatError, NgserError
 from ..graph import FORMAT_VERSION, ArrayNode, Graph
 from . import Backend, PathLike
@@ -53,10 +55,6 @@ def _native(dtype: np.dtype[Any]) -> bool:
         return False
 
 
-def _crc(view: Any) -> int:
-    return zlib.crc32(view)
-
-
 class HDF5Backend(Backend):
     """The ``"hdf5"`` format (``.h5``, ``.hdf5``); option ``compression="gzip"|"lzf"``
     (and ``compression_level`` 0-9 for gzip, default 4)."""
@@ -72,7 +70,7 @@ class HDF5Backend(Backend):
         filters = _filters(options)
         try:
             with h5py.File(path, "w") as file:
-                _write(file, graph, filters)
+                _write(file, graph, filters, direct=os.fspath(path))
         except RuntimeError as exc:  # HDF5 reports some I/O failures (EFBIG at close) this way
             raise OSError(f"writing the HDF5 file failed: {exc}") from exc
 
@@ -144,48 +142,64 @@ def _filters(options: dict[str, Any]) -> dict[str, Any]:
     return filters
 
 
-def _write(file: h5py.File, graph: Graph, filters: dict[str, Any]) -> None:
+def _write(file: h5py.File, graph: Graph, filters: dict[str, Any], direct: str | None = None) -> None:
+    """Write ``graph`` into the open ``file``. With ``direct`` (the file's path, for a file on
+    disk), uncompressed arrays go straight to their datasets' allocated space with
+    ``pwrite`` while the checksums run on the pool, which is much faster than HDF5's own
+    write path."""
     table: list[list[Any]] = []
     packed: list[tuple[int, memoryview]] = []
     packed_size = 0
     dataset_count = 0
     names = paths.ArrayPaths(graph.nodes)
-    with ThreadPoolExecutor(1) as pool:
-        pending: list[tuple[list[Any], Future[int]]] = []
-        for array in graph.arrays:
-            data = array.load()
-            if data.dtype.hasobject:
-                raise FormatError(f"array node {array.id} has dtype {data.dtype}, which holds Python objects")
-            view, fortran = raw_view(data)
-            nbytes = view.nbytes
-            entry = [array.id, describe_dtype(data.dtype), list(data.shape), fortran, PACKED, 0, nbytes, 0, array.label]
-            table.append(entry)
-            if nbytes < INLINE_LIMIT and not (array.label and dataset_count < NAMED_DATASETS):
-                packed_size = -(-packed_size // max(data.dtype.alignment, 1)) * max(data.dtype.alignment, 1)
-                entry[5] = packed_size
-                entry[7] = _crc(view)
-                packed.append((packed_size, view))
-                packed_size += nbytes
-                continue
-            dataset_count += 1
-            crc = pool.submit(_crc, view) if nbytes >= INLINE_LIMIT else None
-            path = names.path_for(array)
-            entry[4], entry[5] = _write_dataset(file, path, array, data, view, fortran, filters)
-            if crc is None:
-                entry[7] = _crc(view)
-            else:
-                pending.append((entry, crc))
-        for entry, future in pending:
-            entry[7] = future.result()
-    for entry in table:
-        if entry[4] != PACKED:
-            file[entry[5]].attrs["crc32"] = np.uint32(entry[7])
+    pending: list[tuple[list[Any], CrcJob]] = []
+    deferred: list[tuple[int, memoryview]] = []
+    for array in graph.arrays:
+        data = array.load()
+        if data.dtype.hasobject:
+            raise FormatError(f"array node {array.id} has dtype {data.dtype}, which holds Python objects")
+        view, fortran = raw_view(data)
+        nbytes = view.nbytes
+        entry = [array.id, describe_dtype(data.dtype), list(data.shape), fortran, PACKED, 0, nbytes, 0, array.label]
+        table.append(entry)
+        if nbytes < INLINE_LIMIT and not (array.label and dataset_count < NAMED_DATASETS):
+            packed_size = -(-packed_size // max(data.dtype.alignment, 1)) * max(data.dtype.alignment, 1)
+            entry[5] = packed_size
+            entry[7] = zlib.crc32(view)
+            packed.append((packed_size, view))
+            packed_size += nbytes
+            continue
+        dataset_count += 1
+        pending.append((entry, crc32_async(view)))
+        path = names.path_for(array)
+        entry[4], entry[5], offset = _write_dataset(file, path, array, data, view, fortran, filters, direct is not None)
+        if offset is not None:
+            deferred.append((offset, view))
+    if deferred and direct is not None:
+        _pwrite_all(direct, deferred)
+    for entry, job in pending:
+        entry[7] = job.result()
+        file[entry[5]].attrs["crc32"] = np.uint32(entry[7])
     buffer = np.zeros(packed_size, np.uint8)
     for offset, view in packed:
         buffer[offset : offset + view.nbytes] = np.frombuffer(view, np.uint8)
     if packed:
         file.create_dataset(paths.PACKED, data=buffer, track_times=False)
     _write_nodes(file, graph, table)
+
+
+def _pwrite_all(path: str, writes: list[tuple[int, memoryview]]) -> None:
+    """Write each buffer at its file offset (the space HDF5 allocated for its dataset)."""
+    with open(path, "r+b", buffering=0) as stream:
+        for offset, view in writes:
+            view = view.cast("B") if view.ndim != 1 or view.itemsize != 1 else view
+            done = 0
+            while done < view.nbytes:
+                stream.seek(offset + done)
+                written = stream.write(view[done:])
+                if not written:
+                    raise OSError(f"could not write to {path}")
+                done += written
 
 
 def _write_dataset(
@@ -196,8 +210,12 @@ def _write_dataset(
     view: memoryview,
     fortran: bool,
     filters: dict[str, Any],
-) -> tuple[int, str]:
-    """Write one array as a dataset: native when HDF5 has its dtype, else as raw bytes."""
+    direct: bool,
+) -> tuple[int, str, int | None]:
+    """Make one array's dataset: native when HDF5 has its dtype, else as raw bytes. Returns
+    the storage kind, the path and, when ``direct`` allows and the dataset's bytes are
+    exactly the array's, the file offset where the caller must write them; otherwise
+    the data is written here."""
     if _native(data.dtype):
         kind = NATIVE
         source = np.frombuffer(view, np.uint8).view(data.dtype) if view.nbytes else np.empty(0, data.dtype)
@@ -206,12 +224,22 @@ def _write_dataset(
         dtype = data.dtype
     else:
         kind, source, dtype, shape = RAW, np.frombuffer(view, np.uint8), np.dtype(np.uint8), (view.nbytes,)
-    options = dict(filters) if filters and view.nbytes and shape else {}
+    options: dict[str, Any] = dict(filters) if filters and view.nbytes and shape else {}
     if options:
         options["chunks"] = True  # h5py's guess: chunks of up to about 1 MiB
+    direct = direct and not options and view.nbytes > 0 and dtype.fields is None and dtype.kind in "biufc"
+    if direct:  # contiguous storage allocated now, never filled: the caller writes the bytes
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        options = {"dcpl": dcpl, "fill_time": "never"}
+    offset = None
     try:
         dataset = file.create_dataset(path, shape=shape, dtype=dtype, track_times=False, **options)
-        if view.nbytes:
+        if direct:
+            offset = dataset.id.get_offset()
+            if offset is None or dataset.id.get_type().get_size() != dtype.itemsize:
+                offset = None
+        if view.nbytes and offset is None:
             dataset.id.write(h5py.h5s.ALL, h5py.h5s.ALL, source)
     except (ValueError, TypeError) as exc:  # OSError (disk full) passes: save() reports it as FileAccessError
         raise FormatError(f"cannot write array node {array.id} to the HDF5 dataset {path}: {exc}") from exc
@@ -224,7 +252,7 @@ def _write_dataset(
         attrs["shape"] = json.dumps(list(data.shape))
     if fortran:
         attrs["fortran"] = True
-    return kind, path
+    return kind, path, offset
 
 
 def _write_nodes(file: h5py.File, graph: Graph, table: list[list[Any]]) -> None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import zlib
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import h5py
 import numpy as np
 
 from ..arrays import check_shape, parse_dtype
+from ..checksum import crc32, crc32_async
 from ..errors import FormatError
 from ..graph import ArrayNode, Graph, ObjectNode
 from . import hdf5_paths as paths
@@ -177,15 +177,10 @@ def _read_packed(file: h5py.File, source: str) -> np.ndarray:
 
 
 def _read_arrays(file: h5py.File, entries: list[_Entry], source: str) -> list[ArrayNode]:
-    """Read every array; checksums are computed on helper threads while the next array is read."""
+    """Read every array; checksums run on the pool of :mod:`ngser.checksum` while the next array is read."""
     packed = _read_packed(file, source) if any(e.kind == PACKED for e in entries) else None
-    buffers: list[tuple[_Entry, np.ndarray, Future[int] | int]] = []
-    with ThreadPoolExecutor(2) as pool:
-        for entry in entries:
-            buffer = entry.read(file, packed)
-            crc = zlib.crc32(buffer) if buffer.size < 1 << 16 else pool.submit(zlib.crc32, buffer)
-            buffers.append((entry, buffer, crc))
-        return [ArrayNode(e.id, e.array(b, c if isinstance(c, int) else c.result()), e.label) for e, b, c in buffers]
+    buffers = [(entry, buffer, crc32_async(buffer)) for entry, buffer in ((e, e.read(file, packed)) for e in entries)]
+    return [ArrayNode(e.id, e.array(b, job.result()), e.label) for e, b, job in buffers]
 
 
 class LazyDataset:
@@ -203,7 +198,7 @@ class LazyDataset:
         buffer = entry.read(self.file, packed[0])
         if entry.kind == PACKED:
             buffer = buffer.copy()
-        return entry.array(buffer, zlib.crc32(buffer))[index]
+        return entry.array(buffer, crc32(buffer))[index]
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         data = self[...]
