@@ -25,6 +25,7 @@ import msgpack
 import numpy as np
 
 from ..arrays import check_shape, describe_dtype, parse_dtype, raw_view, scalar_bytes, scalar_from_bytes
+from ..checksum import crc32, crc32_async
 from ..errors import FormatError, VersionError
 from ..graph import FORMAT_VERSION, ArrayNode, Graph, ObjectNode, PairsDict, Ref, flatten_nodes, nodes_from_flat
 from . import StreamBackend
@@ -173,15 +174,18 @@ class MsgpackBackend(StreamBackend):
         views = []
         table = []
         offset = 0
+        jobs = []
         for array in graph.arrays:
             data = array.load()
             view, fortran = raw_view(data)
-            crc = zlib.crc32(view)
+            jobs.append(crc32_async(view))
             table.append(
-                [array.id, describe_dtype(data.dtype), list(data.shape), fortran, offset, view.nbytes, crc, array.label]
+                [array.id, describe_dtype(data.dtype), list(data.shape), fortran, offset, view.nbytes, 0, array.label]
             )
             views.append((offset, view))
             offset = _align(offset + view.nbytes)
+        for entry, job in zip(table, jobs):
+            entry[6] = job.result()
         flat_nodes = flatten_nodes(graph.nodes)
         doc = pack_value_document(
             {
@@ -206,13 +210,14 @@ class MsgpackBackend(StreamBackend):
 
     def read(self, stream: IO[bytes], size: int, source: str, *, trusted: bool = False) -> Graph:
         doc, start = _read_document(stream, size, source)
-        arrays = []
+        read = []  # each array's checksum runs on the pool while the next one is read
         for entry in _array_entries(doc, size - start, source):
             buffer = np.empty(entry.nbytes, np.uint8)
             stream.seek(start + entry.offset)
             if stream.readinto(memoryview(buffer)) != entry.nbytes:  # type: ignore[attr-defined]
                 raise FormatError(f"{entry.where}: the file is truncated")
-            arrays.append(ArrayNode(entry.id, entry.array(buffer), entry.label))
+            read.append((entry, buffer, crc32_async(buffer)))
+        arrays = [ArrayNode(entry.id, entry.array(buffer, job.result()), entry.label) for entry, buffer, job in read]
         return _graph(doc, arrays, source)
 
     def open_lazy(self, path: str, *, trusted: bool = False) -> tuple[Graph, Callable[[], None] | None]:
@@ -249,9 +254,10 @@ class _Entry:
                 f"{max(available, 0)} remain"
             )
 
-    def array(self, buffer: np.ndarray) -> np.ndarray:
-        """The array held by ``buffer`` (uint8, this entry's bytes), after checking its checksum."""
-        if zlib.crc32(buffer) != self.crc:
+    def array(self, buffer: np.ndarray, crc: int | None = None) -> np.ndarray:
+        """The array held by ``buffer`` (uint8, this entry's bytes), after checking its
+        checksum (``crc``, when the caller computed it already)."""
+        if (crc32(buffer) if crc is None else crc) != self.crc:
             raise FormatError(
                 f"{self.where} ({self.label or 'unnamed'}): the array data is damaged (checksum mismatch)"
             )

@@ -29,6 +29,7 @@ from typing import IO, Any, ClassVar
 import numpy as np
 
 from ..arrays import check_shape, describe_dtype, parse_dtype, raw_view
+from ..checksum import crc32, crc32_async
 from ..errors import FormatError, UnsafeLoadError
 from ..graph import FORMAT_VERSION, ArrayNode, Graph, flatten_nodes
 from . import StreamBackend
@@ -126,9 +127,25 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
             self.append(data)
             return
         buffer = memoryview(np.empty(size, np.uint8))  # not zero-filled: readinto writes every byte
-        if size and self.readinto(buffer) != size:
+        if size and self._readinto(buffer) != size:
             raise FormatError(f"{self._source}: the pickle is truncated")
         self.append(buffer)
+
+    def _readinto(self, buffer: memoryview) -> int:
+        """Fill ``buffer`` from the current frame or, outside frames (where pickle puts large
+        payloads), straight from the file: ``pickle._Unframer.readinto`` would read a
+        temporary bytes object and copy it."""
+        frame = self._unframer.current_frame
+        if frame is not None and frame.tell() < frame.getbuffer().nbytes:
+            return self.readinto(buffer)  # type: ignore[no-any-return]
+        self._unframer.current_frame = None
+        done = 0
+        while done < buffer.nbytes:
+            count = self._reader.readinto(buffer[done:])
+            if not count:
+                break
+            done += count
+        return done
 
     def _text(self, width: int) -> None:
         self.append(str(self.read(self._sized(width)), "utf-8", "surrogatepass"))
@@ -152,13 +169,15 @@ class PickleBackend(StreamBackend):
 
     def document(self, graph: Graph) -> tuple[Any, ...]:
         """The outer tuple: everything but the array bytes is inside the checksummed graph pickle."""
-        table, buffers = [], []
+        table, buffers, jobs = [], [], []
         for array in graph.arrays:
             data = array.load()
             view, fortran = raw_view(data)
-            crc = zlib.crc32(view)
-            table.append([array.id, describe_dtype(data.dtype), list(data.shape), fortran, crc, array.label])
+            jobs.append(crc32_async(view))
+            table.append([array.id, describe_dtype(data.dtype), list(data.shape), fortran, 0, array.label])
             buffers.append(pickle.PickleBuffer(view))
+        for entry, job in zip(table, jobs):
+            entry[4] = job.result()
         header = {"ngser": graph.meta.get("ngser", ""), "writers": graph.writers}
         inner = pack_value_document([header, graph.root, flatten_nodes(graph.nodes), table])
         return (TAG, FORMAT_VERSION, inner, zlib.crc32(inner), buffers)
@@ -239,7 +258,7 @@ def _array(entry: Any, buffer: Any, source: str) -> ArrayNode:
     nbytes = memoryview(buffer).nbytes
     if int(np.prod(shape, dtype=object)) * dtype.itemsize != nbytes:
         raise FormatError(f"{where}: {nbytes} bytes do not hold {shape} elements of {dtype}")
-    if zlib.crc32(buffer) != crc:
+    if crc32(buffer) != crc:
         raise FormatError(f"{where} ({label or 'unnamed'}): the array data is damaged (checksum mismatch)")
     if isinstance(buffer, bytes) or memoryview(buffer).readonly:
         buffer = bytearray(buffer)
