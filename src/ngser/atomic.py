@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import tempfile
+import threading
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -45,12 +46,15 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], Any]) -> N
     except OSError as exc:
         raise FileAccessError(f"{target}: cannot create a file in {folder}: {exc.strerror or exc}") from exc
     os.close(fd)
+    old = None
     try:
         write(temp)
         _fsync(temp)
         os.chmod(temp, _mode_for(target))
+        old = _hold(target)
         os.replace(temp, target)
     except BaseException as exc:
+        _release(old)
         with contextlib.suppress(OSError):
             os.unlink(temp)
         if isinstance(exc, OSError) and not isinstance(exc, FileAccessError):
@@ -59,6 +63,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], Any]) -> N
             ) from exc
         raise
     _fsync_dir(folder)
+    _release(old, later=True)
 
 
 def remove_stale_temps(target: str) -> list[str]:
@@ -98,6 +103,49 @@ def _alive(pid: int) -> bool:
     except (PermissionError, OverflowError):
         return True
     return True
+
+
+#: Replaced files at least this large are released on a helper thread (see :func:`_hold`).
+RELEASE_LATER = 16 * 2**20
+
+
+def _hold(target: str) -> int | None:
+    """An open descriptor of the file ``target`` names now, if it is large (POSIX only).
+
+    Replacing a file frees its blocks and cached pages inside ``rename``: about 35 ms per
+    200 MB on ext4, on the caller's time. Holding the old file open moves that work to the
+    last ``close``, which :func:`_release` runs on a helper thread once the new file is in
+    place. Nothing is left behind: the old file has no name any more, and if the process
+    ends first the kernel closes the descriptor.
+    """
+    if os.name != "posix":  # Windows cannot replace a file that is open
+        return None
+    try:
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        if os.fstat(fd).st_size >= RELEASE_LATER:
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _release(fd: int | None, later: bool = False) -> None:
+    """Close a descriptor from :func:`_hold`, on a helper thread when ``later``."""
+    if fd is None:
+        return
+    if later:
+        threading.Thread(target=_close_quietly, args=(fd,), name="ngser-release", daemon=True).start()
+    else:
+        _close_quietly(fd)
+
+
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 def _fsync(path: str) -> None:
