@@ -18,6 +18,7 @@ import os
 import pickle
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 
 import ngser
-from common import Row, best, report, size
+from common import Row, report, size, timed
 from ngser.backends import available
 
 EXT = {"pickle": ".pkl", "msgpack": ".msgpack", "hdf5": ".h5"}
@@ -52,18 +53,18 @@ def bench_arrays(tmp: Path, quick: bool) -> None:
         for name in arrays:
             np.load(tmp / f"{name}.npy")
 
-    base = best(pickle_baseline)
-    rows: list[Row] = [("np.save + np.load (10 files)", best(npsave_baseline), base, "vs pickle")]
-    for fmt in available():
-        path = tmp / f"arrays{EXT[fmt]}"
-        rows.append(
-            (
-                f"ngser {fmt} save+load",
-                best(lambda p=path: save_load(arrays, p)),
-                base,
-                f"{size(path) / total:.4f} x raw bytes",
-            )
-        )
+    paths = {fmt: tmp / f"arrays{EXT[fmt]}" for fmt in available()}
+    times = timed(
+        {
+            "pickle": pickle_baseline,
+            "np.save": npsave_baseline,
+            **{f"ngser {fmt}": (lambda p=path: save_load(arrays, p)) for fmt, path in paths.items()},
+        }
+    )
+    rows: list[Row] = [times.row("np.save + np.load (10 files)", "np.save", "pickle", "vs pickle")]
+    for fmt, path in paths.items():
+        note = f"{size(path) / total:.4f} x raw bytes"
+        rows.append(times.row(f"ngser {fmt} save+load", f"ngser {fmt}", "pickle", note))
     report(f"{total / 2**20:.0f} MB of float64 arrays, save+load vs pickle protocol 5 to a file", rows, 1.25)
 
 
@@ -80,21 +81,16 @@ def bench_hdf5(tmp: Path, quick: bool) -> None:
         with h5py.File(tmp / "raw.h5", "w") as f:
             for name, a in arrays.items():
                 f.create_dataset(name, data=a)
-        with h5py.File(tmp / "raw.h5", "r") as f:
+        with h5py.File(tmp / "raw.h5", "r") as f:  # keeps what it reads, as a load does
+            loaded = {}
             for name in arrays:
-                out = np.empty(f[name].shape, f[name].dtype)
+                loaded[name] = out = np.empty(f[name].shape, f[name].dtype)
                 f[name].read_direct(out)
 
-    base = best(raw)
     path = tmp / "arrays.h5"
-    rows: list[Row] = [
-        (
-            "ngser hdf5 save+load",
-            best(lambda: save_load(arrays, path)),
-            base,
-            f"file {size(path) / total:.4f} x raw bytes (raw h5py {size(tmp / 'raw.h5') / total:.4f})",
-        )
-    ]
+    times = timed({"raw": raw, "ngser": lambda: save_load(arrays, path)}, repeat=9)
+    note = f"file {size(path) / total:.4f} x raw bytes (raw h5py {size(tmp / 'raw.h5') / total:.4f})"
+    rows: list[Row] = [times.row("ngser hdf5 save+load", "ngser", "raw", note)]
     report(f"{total / 2**20:.0f} MB of arrays vs raw contiguous h5py datasets", rows, 1.25)
 
 
@@ -127,22 +123,23 @@ def bench_small(tmp: Path, quick: bool) -> None:
 
     plain, registered = make(PlainParent, PlainChild), make(Parent, Child)
     data = pickle.dumps(plain, protocol=5)
-    base = best(lambda: pickle.loads(pickle.dumps(plain, protocol=5)))
-    base_dumps, base_loads = best(lambda: pickle.dumps(plain, protocol=5)), best(lambda: pickle.loads(data))
+    blobs = {fmt: ngser.dumps(registered, format=fmt) for fmt in available()}
+    cases: dict[str, Callable[[], object]] = {
+        "C pickle": lambda: pickle.loads(pickle.dumps(plain, protocol=5)),
+        "C pickle dumps": lambda: pickle.dumps(plain, protocol=5),
+        "C pickle loads": lambda: pickle.loads(data),
+    }
+    for fmt, blob in blobs.items():
+        cases[fmt] = lambda f=fmt: ngser.loads(ngser.dumps(registered, format=f))
+        cases[f"{fmt} dumps"] = lambda f=fmt: ngser.dumps(registered, format=f)
+        cases[f"{fmt} loads"] = lambda b=blob: ngser.loads(b)
+    times = timed(cases)
+    base_dumps, base_loads = times.best("C pickle dumps"), times.best("C pickle loads")
     rows: list[Row] = []
-    for fmt in available():
-        blob = ngser.dumps(registered, format=fmt)
-        total = best(lambda f=fmt: ngser.loads(ngser.dumps(registered, format=f)))
-        d = best(lambda f=fmt: ngser.dumps(registered, format=f))
-        ld = best(lambda b=blob: ngser.loads(b))
-        rows.append(
-            (
-                f"ngser {fmt} dumps+loads",
-                total,
-                base,
-                f"dumps {d * 1e3:.0f} ms, loads {ld * 1e3:.0f} ms, {len(blob) / 1e6:.1f} MB",
-            )
-        )
+    for fmt, blob in blobs.items():
+        d, ld = times.best(f"{fmt} dumps"), times.best(f"{fmt} loads")
+        note = f"dumps {d * 1e3:.0f} ms, loads {ld * 1e3:.0f} ms, {len(blob) / 1e6:.1f} MB"
+        rows.append(times.row(f"ngser {fmt} dumps+loads", fmt, "C pickle", note))
     print(
         f"\n(C pickle, garbage collector on: dumps {base_dumps * 1e3:.0f} ms, loads {base_loads * 1e3:.0f} ms, "
         f"{len(data) / 1e6:.1f} MB)"
@@ -169,18 +166,14 @@ def bench_ngsolve(tmp: Path, quick: bool) -> None:
         with open(tmp / "native.pkl", "rb") as f:
             pickle.load(f)
 
-    base = best(native, repeat=3)
+    paths = {fmt: tmp / f"ngsolve{EXT[fmt]}" for fmt in available()}
+    cases: dict[str, Callable[[], object]] = {"native": native}
+    cases.update({fmt: (lambda p=path: save_load(objs, p)) for fmt, path in paths.items()})
+    times = timed(cases, repeat=3)
     rows: list[Row] = []
-    for fmt in available():
-        path = tmp / f"ngsolve{EXT[fmt]}"
-        rows.append(
-            (
-                f"ngser {fmt} save+load",
-                best(lambda p=path: save_load(objs, p), repeat=3),
-                base,
-                f"file {size(path) / 1e6:.1f} MB (native pickle {size(tmp / 'native.pkl') / 1e6:.1f} MB)",
-            )
-        )
+    for fmt, path in paths.items():
+        note = f"file {size(path) / 1e6:.1f} MB (native pickle {size(tmp / 'native.pkl') / 1e6:.1f} MB)"
+        rows.append(times.row(f"ngser {fmt} save+load", fmt, "native", note))
     report(
         f"NGSolve mesh ({mesh.ne:,} tets) + order-3 H1 GridFunction ({gfu.space.ndof:,} dofs) vs native pickle",
         rows,
@@ -198,7 +191,7 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"ngser {ngser.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}, "
-        f"{os.cpu_count()} cores; best of several runs after a warm-up"
+        f"{os.cpu_count()} cores; cases run in turns after a warm-up; times are the best run, ratios the median of paired runs"
     )
     with tempfile.TemporaryDirectory(dir=os.environ.get("NGSER_BENCH_DIR")) as tmp:
         for name in args.sections or SECTIONS:
