@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from .atomic import atomic_write
-from .backends import format_for_path, get_backend, sniff
+from .backends import Backend, format_for_path, get_backend, sniff
 from .backends.pickle_format import ForeignPickle
 from .decoder import Decoder, Unknown
 from .encoder import Encoder
@@ -28,7 +28,11 @@ PathLike = str | os.PathLike[str]
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector (most of the time of building many small
-    objects goes to it), restoring its state afterwards, also on errors."""
+    objects goes to it), restoring its state afterwards, also on errors.
+
+    The collector's first pass after it resumes scans every container object made
+    meanwhile that is still alive: free temporaries (the graph) inside the block.
+    """
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -97,9 +101,8 @@ def save(
     name = format or format_for_path(path)
     backend = get_backend(name)
     backend.check_options(options)
-    with gc_paused():
-        graph = encode(obj, fallback=fallback, registry=registry)
-        atomic_write(path, lambda temp: backend.write_path(graph, temp, **options))
+    with gc_paused():  # the graph is freed before the collector resumes (it would scan it all)
+        _write_atomically(backend, encode(obj, fallback=fallback, registry=registry), path, options)
 
 
 def load(path: PathLike, *, trusted: bool = False, unknown: Unknown = "error", registry: Registry | None = None) -> Any:
@@ -113,7 +116,9 @@ def load(path: PathLike, *, trusted: bool = False, unknown: Unknown = "error", r
     """
     with gc_paused():
         graph = read_graph(path, trusted=trusted)
-        return decode(graph, trusted=trusted, unknown=unknown, registry=registry, source=os.fspath(path))
+        result = decode(graph, trusted=trusted, unknown=unknown, registry=registry, source=os.fspath(path))
+        del graph  # freed while the collector is paused: it would scan the whole graph on resuming
+    return result
 
 
 def dumps(
@@ -126,9 +131,8 @@ def dumps(
     {'a': [1, 2.5, 'x']}
     """
     backend = get_backend(format)
-    with gc_paused():
-        graph = encode(obj, fallback=fallback, registry=registry)
-        return backend.write_bytes(graph, **options)
+    with gc_paused():  # the graph is freed before the collector resumes (it would scan it all)
+        return backend.write_bytes(encode(obj, fallback=fallback, registry=registry), **options)
 
 
 def loads(
@@ -145,7 +149,9 @@ def loads(
         raise FormatError(f"the data is not in a format ngser reads (starts with {bytes(view[:8])!r})")
     with gc_paused():
         graph = get_backend(name).read_bytes(view, trusted=trusted)
-        return decode(graph, trusted=trusted, unknown=unknown, registry=registry, source="<bytes>")
+        result = decode(graph, trusted=trusted, unknown=unknown, registry=registry, source="<bytes>")
+        del graph  # freed while the collector is paused: it would scan the whole graph on resuming
+    return result
 
 
 def sniff_file(path: PathLike) -> str:
@@ -178,6 +184,10 @@ def write_graph(graph: Graph, path: PathLike, *, format: Format | None = None, *
     """Write a graph to ``path`` atomically (the format follows the extension)."""
     backend = get_backend(format or format_for_path(path))
     backend.check_options(options)
+    _write_atomically(backend, graph, path, options)
+
+
+def _write_atomically(backend: Backend, graph: Graph, path: PathLike, options: dict[str, Any]) -> None:
     atomic_write(path, lambda temp: backend.write_path(graph, temp, **options))
 
 
