@@ -9,13 +9,14 @@ Nothing is imported because a file names it: type names go through the registry.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import numpy as np
 
 from .encoder import ATOMIC_TYPES
 from .errors import FormatError, GraphError, NgserError, SerializerError, UnsafeLoadError
-from .graph import MAX_DEPTH, Graph, ObjectNode, PairsDict, RawNode, Ref
+from .graph import MAX_DEPTH, Graph, ObjectNode, PairsDict, RawNode, Ref, make_node
 from .registry import Registry, default_registry
 from .serializer import Serializer
 
@@ -58,12 +59,12 @@ class Decoder:
         self.unknown = unknown
         self.source = f"{source}: " if source else ""
         self._objects: dict[int, Any] = {}
-        self._nodes: list[ObjectNode] = []
-        self._index: dict[int, ObjectNode] | None = None
+        self._graph: Graph | None = None
+        self._index: dict[int, tuple[Any, Any, Any, Any]] | None = None
         self._forward: set[int] = set()
         self._by_name: dict[tuple[str, int], Serializer] = {}
-        self._plans: dict[tuple[Any, Any], tuple[Serializer, Any, Any, bool]] = {}
-        self._current: ObjectNode | None = None
+        self._plans: dict[tuple[Any, Any], tuple[Serializer, Any, Any, bool, bool]] = {}
+        self._current: tuple[Any, Any, Any, Any] | None = None  # the node being built
 
     def decode(self, graph: Graph) -> Any:
         objects = self._objects
@@ -71,16 +72,16 @@ class Decoder:
             if array.id in objects:
                 raise FormatError(f"{self.source}the id {array.id} is used by two arrays; the file is damaged")
             objects[array.id] = _checked_array(array.load(), array.id, self.source)
-        self._nodes = graph.nodes
+        self._graph = graph
         plans = self._plans
-        for node in graph.nodes:  # every type known and allowed before anything is built
+        for node in graph.node_tuples():  # every type known and allowed before anything is built
             try:
-                known = (node.name, node.version) in plans
+                known = (node[1], node[2]) in plans
             except TypeError:
                 known = False
             if not known:
-                self._plan(node)
-        self._build_all(graph.nodes)
+                self._plan(make_node(node))
+        self._build_all(graph.node_tuples())
         self._current = None
         return self._value(graph.root, 0)
 
@@ -107,58 +108,70 @@ class Decoder:
             serializer = self._by_name[key] = found
         return serializer
 
-    def _build_all(self, nodes: list[ObjectNode]) -> None:
+    def _build_all(self, nodes: Iterable[tuple[Any, Any, Any, Any]]) -> None:
         """Build every node in table order (the hot loop: per-type facts are cached)."""
         objects, plans, dict_state, forward = self._objects, self._plans, self._dict, self._forward
         for node in nodes:
-            nid = node.id
+            nid, name, version, raw = node
             try:
-                plan = plans.get((node.name, node.version))
+                plan = plans.get((name, version))
             except TypeError:
                 plan = None
             if plan is None:
-                plan = self._plan(node)
-            serializer, create, finish, upgrade = plan
+                plan = self._plan(make_node(node))
+            serializer, create, finish, upgrade, fills_dict = plan
             self._current = node
             if type(nid) is not int or (nid in objects and (create is None or nid not in forward)):
                 raise FormatError(
                     f"{self.source}node id {nid!r} is not an integer or is used twice; the file is damaged"
                 )
-            raw = node.state
+            if fills_dict and not upgrade and type(raw) is dict:  # StateSerializer, inlined
+                obj = objects.get(nid, _MISSING)
+                if obj is _MISSING:
+                    obj = objects[nid] = create()
+                dict_state(raw, obj.__dict__)  # decoded straight into the instance
+                continue
             state = dict_state(raw) if type(raw) is dict else self._value(raw, 0)
             try:
                 if upgrade:
-                    state = self.registry.upgrade(serializer, node.version, state, f"{self.source}node {nid}")
+                    state = self.registry.upgrade(serializer, version, state, f"{self.source}node {nid}")
                 if create is None:
                     objects[nid] = finish(state)
+                    continue
+                obj = objects.get(nid, _MISSING)
+                if obj is _MISSING:
+                    obj = objects[nid] = create()
+                if fills_dict and type(state) is dict:  # StateSerializer.fill, inlined
+                    obj.__dict__.update(state)
                 else:
-                    obj = objects.get(nid, _MISSING)
-                    if obj is _MISSING:
-                        obj = objects[nid] = create()
                     finish(obj, state)
             except NgserError:
                 raise
             except Exception as exc:
                 raise SerializerError(
-                    f"{self.source}rebuilding {node.name!r} (node {nid}) failed: {type(exc).__name__}: "
+                    f"{self.source}rebuilding {name!r} (node {nid}) failed: {type(exc).__name__}: "
                     f"{exc}. The file may be damaged, or the serializer cannot handle this state."
                 ) from exc
 
-    def _plan(self, node: ObjectNode) -> tuple[Serializer, Any, Any, bool]:
-        """How to build nodes of this (name, version): ``(serializer, create or None, fill or load, upgrade?)``."""
+    def _plan(self, node: ObjectNode) -> tuple[Serializer, Any, Any, bool, bool]:
+        """How to build nodes of this (name, version): ``(serializer, create or None, fill or load,
+        upgrade?, fill is a plain __dict__ update?)``."""
         if type(node.name) is not str or type(node.version) is not int:
             raise FormatError(f"{self.source}a node table entry ({node.id!r}, {node.name!r}) is damaged")
         serializer = self._serializer(node)
         raw = isinstance(serializer, _RawSerializer)
         create, finish = (serializer.create, serializer.fill) if serializer.two_phase else (None, serializer.load)
-        plan = (serializer, create, finish, node.version != serializer.version and not raw)
+        fills_dict = create is not None and getattr(serializer, "fills_dict", False) is True
+        plan = (serializer, create, finish, node.version != serializer.version and not raw, fills_dict)
         self._plans[(node.name, node.version)] = plan
         return plan
 
-    def _dict(self, v: dict[str, Any]) -> dict[str, Any]:
-        """A state dict's values decoded (the common case, kept flat for speed)."""
+    def _dict(self, v: dict[str, Any], out: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A state dict's values decoded into ``out`` (a new dict by default; the common
+        case, kept flat for speed)."""
         objects = self._objects
-        out = {}
+        if out is None:
+            out = {}
         for key, x in v.items():
             tx = type(x)
             if tx is Ref:
@@ -172,8 +185,8 @@ class Decoder:
 
     @property
     def _owner(self) -> str:
-        node = self._current
-        return "the root value" if node is None else f"{node.name!r} (node {node.id})"
+        node = self._current  # (id, name, version, state)
+        return "the root value" if node is None else f"{node[1]!r} (node {node[0]})"
 
     def _resolve(self, nid: Any) -> Any:
         try:
@@ -181,12 +194,13 @@ class Decoder:
         except (KeyError, TypeError):
             pass
         if self._index is None:  # built on the first forward reference only
-            self._index = {node.id: node for node in self._nodes if type(node.id) is int}
-        node = self._index.get(nid) if type(nid) is int else None
-        if node is None:
+            self._index = {node[0]: node for node in self._graph.node_tuples() if type(node[0]) is int}
+        found = self._index.get(nid) if type(nid) is int else None
+        if found is None:
             raise FormatError(
                 f"{self.source}{self._owner} refers to id {nid!r}, which is not in the file; the file is damaged"
             )
+        node = make_node(found)
         serializer = self._serializer(node)
         if not serializer.two_phase:
             raise GraphError(
@@ -215,7 +229,18 @@ class Decoder:
             )
         depth += 1
         if t is list:
-            return [x if type(x) in ATOMIC_TYPES else self._value(x, depth) for x in v]
+            objects, out = self._objects, []
+            append = out.append
+            for x in v:
+                tx = type(x)
+                if tx is Ref:  # inlined _resolve: lists of objects are the common root value
+                    x = objects.get(x.id, _MISSING)
+                    if x is _MISSING:
+                        x = self._resolve(v[len(out)].id)
+                elif tx not in ATOMIC_TYPES:
+                    x = self._value(x, depth)
+                append(x)
+            return out
         if t is dict:
             return {k: x if type(x) in ATOMIC_TYPES else self._value(x, depth) for k, x in v.items()}
         if t is tuple:

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import __version__
 from .errors import GraphError, NgserError, SerializerError, UnsupportedTypeError
-from .graph import FORMAT_VERSION, MAX_DEPTH, ArrayNode, Graph, ObjectNode, PairsDict, Ref
+from .graph import FORMAT_VERSION, MAX_DEPTH, ArrayNode, Graph, PairsDict, Ref
 from .registry import Registry, default_registry
 from .serializer import Serializer
 
@@ -42,11 +42,15 @@ class Encoder:
         self._status: list[int] = []
         self._aliases: list[Any] = []
         self._canonical_cache: dict[Any, Any] = {}
-        self._nodes: dict[int, ObjectNode] = {}
+        self._nodes: dict[int, tuple[int, str, int, Any]] = {}  # waiting for their children
         self._serializers: dict[type, Serializer] = {}
+        #: The types met so far whose serializer has no canonical() hook: new objects of
+        #: these types are numbered inline by the container loops.
+        self._plain: set[type] = set()
         self._deps: list[Ref] = []
         self._current: int | None = None
-        self.nodes: list[ObjectNode] = []
+        #: The node table, flat: ``[id, name, version, state, ...]`` in post order.
+        self.flat: list[Any] = []
         self.arrays: list[ArrayNode] = []
         self.writers: dict[str, int] = {}
 
@@ -54,12 +58,12 @@ class Encoder:
         root = self._value(obj, 0)
         self._walk(self._deps)
         meta = {"ngser": __version__, "format": FORMAT_VERSION}
-        return Graph(root, self.nodes, self.arrays, self.writers, meta)
+        return Graph.from_flat(root, self.flat, self.arrays, self.writers, meta)
 
     # -- the object walk ------------------------------------------------------------
     def _walk(self, roots: list[Ref]) -> None:
         status, nodes, keep, serializers = self._status, self._nodes, self._keep, self._serializers
-        finished = self.nodes
+        finish, dict_state = self.flat.extend, self._dict
         stack = [ref.id for ref in reversed(roots) if status[ref.id] == _NEW]
         pop, push = stack.pop, stack.append
         while stack:
@@ -67,7 +71,7 @@ class Encoder:
             if nid < 0:
                 nid = ~nid
                 status[nid] = _DONE
-                finished.append(nodes.pop(nid))
+                finish(nodes.pop(nid))
                 continue
             if status[nid] != _NEW:
                 continue
@@ -85,12 +89,18 @@ class Encoder:
                     f"the serializer of {serializer.name!r} failed to dump an object of type "
                     f"{type(obj).__qualname__} (node {nid}): {type(exc).__name__}: {exc}"
                 ) from exc
-            state = self._dict(raw, 1) if type(raw) is dict else self._value(raw, 0)
-            node = ObjectNode(nid, serializer.name, serializer.version, state)
-            todo = [ref.id for ref in deps if status[ref.id] != _DONE] if deps else deps
-            if not todo:  # every child is finished: so is this node
+            state = dict_state(raw, 1) if type(raw) is dict else self._value(raw, 0)
+            node = (nid, serializer.name, serializer.version, state)
+            todo = None
+            for ref in deps:  # the children not finished yet
+                if status[ref.id] != _DONE:
+                    if todo is None:
+                        todo = [ref.id]
+                    else:
+                        todo.append(ref.id)
+            if todo is None:  # every child is finished: so is this node
                 status[nid] = _DONE
-                finished.append(node)
+                finish(node)
                 continue
             nodes[nid] = node
             push(~nid)
@@ -156,21 +166,28 @@ class Encoder:
 
     def _dict(self, v: dict[Any, Any], depth: int) -> Any:
         out: dict[Any, Any] = {}
-        memo_get, deps, serializers = self._memo.get, self._deps, self._serializers
+        memo, deps, plain, keep = self._memo, self._deps, self._plain, self._keep
         plain_keys = True
         for key, x in v.items():
             tx = type(x)
             if tx not in ATOMIC_TYPES:
-                ref = memo_get(id(x))
+                ref = memo.get(id(x))
                 if ref is not None:  # an object or array met before (live objects never share an id)
-                    deps.append(ref)
                     x = ref
-                elif tx in serializers:
+                elif tx in plain:  # a new object of a known type (inlined _object)
+                    ref = memo[id(x)] = Ref(len(keep))
+                    keep.append(x)
+                    self._status.append(_NEW)
+                    x = ref
+                elif tx in self._serializers:
                     x = self._object(x)
+                    ref = None
                 elif tx is np.ndarray:
                     x = self._array(x, key)
                 else:
                     x = self._value(x, depth)
+                if ref is not None:
+                    deps.append(ref)
             if type(key) is not str:
                 plain_keys = False
                 key = key if type(key) in ATOMIC_TYPES else self._value(key, depth)
@@ -180,16 +197,22 @@ class Encoder:
         return PairsDict(list(out.items()))
 
     def _list(self, v: list[Any], depth: int) -> list[Any]:
-        memo_get, deps, value, serializers = self._memo.get, self._deps, self._value, self._serializers
+        memo, deps, value, plain, keep = self._memo, self._deps, self._value, self._plain, self._keep
+        status = self._status
         out = []
         append = out.append
         for x in v:
-            if type(x) not in ATOMIC_TYPES:
-                ref = memo_get(id(x))
+            tx = type(x)
+            if tx not in ATOMIC_TYPES:
+                ref = memo.get(id(x))
+                if ref is None and tx in plain:  # a new object of a known type (inlined _object)
+                    ref = memo[id(x)] = Ref(len(keep))
+                    keep.append(x)
+                    status.append(_NEW)
                 if ref is not None:
                     deps.append(ref)
                     x = ref
-                elif type(x) in serializers:
+                elif tx in self._serializers:
                     x = self._object(x)
                 else:
                     x = value(x, depth)
@@ -217,6 +240,8 @@ class Encoder:
         if serializer is None:
             serializer = self._serializer_for(t)
             self.writers[serializer.name] = serializer.version
+            if serializer.canonical is None:
+                self._plain.add(t)
         if serializer.canonical is not None:
             stand_in = serializer.canonical(v, self._canonical_cache)
             if stand_in is not v:

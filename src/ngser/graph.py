@@ -20,6 +20,8 @@ twice, they are stored once and load as one object.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -33,6 +35,7 @@ __all__ = [
     "PairsDict",
     "RawNode",
     "Ref",
+    "make_node",
 ]
 
 #: Version of the graph encoding that every backend writes. Readers refuse newer files.
@@ -89,7 +92,7 @@ class ObjectNode(NamedTuple):
     """An object in the node table: ``id``, serializer ``name`` and ``version``, ``state``.
 
     A named tuple, so that backends can build large tables at C speed with
-    ``map(ObjectNode._make, ...)``. Field types are checked by the decoder.
+    ``map(make_node, ...)``. Field types are checked by the decoder.
     """
 
     id: int
@@ -101,10 +104,15 @@ class ObjectNode(NamedTuple):
         return f"ObjectNode(id={self.id}, name={self.name!r}, version={self.version})"
 
 
+#: ``make_node((id, name, version, state))``: an ObjectNode from a 4-tuple, without the
+#: Python-level ``__new__``/``_make`` of NamedTuple (a third of the time for many small nodes).
+make_node = functools.partial(tuple.__new__, ObjectNode)
+
+
 def nodes_from_flat(flat: list[Any]) -> list[ObjectNode]:
     """Nodes from a flat ``[id, name, version, state, id, ...]`` list (as backends store them)."""
     items = iter(flat)
-    return list(map(ObjectNode._make, zip(items, items, items, items)))
+    return list(map(make_node, zip(items, items, items, items)))
 
 
 def flatten_nodes(nodes: list[ObjectNode]) -> list[Any]:
@@ -164,12 +172,16 @@ class ArrayNode:
 class Graph:
     """A complete object graph: the unit every backend reads and writes.
 
-    ``writers`` maps every serializer name in the graph to the version that wrote
-    it (the file header repeats it so tools can see it without reading nodes).
-    ``meta`` holds backend-neutral header fields (``ngser`` version, format version).
+    ``nodes`` is the node table as :class:`ObjectNode` tuples; backends that store it
+    flat (``[id, name, version, state, id, ...]``) build a graph with
+    :meth:`from_flat` and read :attr:`flat_nodes`, and the other form is made only
+    if someone asks for it. ``writers`` maps every serializer name in the graph to
+    the version that wrote it (the file header repeats it so tools can see it
+    without reading nodes). ``meta`` holds backend-neutral header fields (``ngser``
+    version, format version).
     """
 
-    __slots__ = ("arrays", "meta", "nodes", "root", "writers")
+    __slots__ = ("_flat", "_nodes", "arrays", "meta", "root", "writers")
 
     def __init__(
         self,
@@ -180,17 +192,64 @@ class Graph:
         meta: dict[str, Any] | None = None,
     ) -> None:
         self.root = root
-        self.nodes = nodes
+        self._nodes: list[ObjectNode] | None = nodes
+        self._flat: list[Any] | None = None
         self.arrays = arrays
         self.writers = writers if writers is not None else {}
         self.meta = meta if meta is not None else {}
+
+    @classmethod
+    def from_flat(
+        cls,
+        root: Any,
+        flat: list[Any],
+        arrays: list[ArrayNode],
+        writers: dict[str, int] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Graph:
+        """A graph whose node table is the flat list ``[id, name, version, state, ...]``.
+
+        >>> Graph.from_flat(None, [0, "pkg.Thing", 1, {}], []).nodes
+        [ObjectNode(id=0, name='pkg.Thing', version=1)]
+        """
+        if len(flat) % 4:
+            raise ValueError("a flat node table has 4 entries per node")
+        graph = cls(root, None, arrays, writers, meta)  # type: ignore[arg-type]
+        graph._flat = flat
+        return graph
+
+    @property
+    def nodes(self) -> list[ObjectNode]:
+        """The node table, children before parents."""
+        if self._nodes is None:
+            self._nodes = nodes_from_flat(self._flat)  # type: ignore[arg-type]
+        return self._nodes
+
+    @property
+    def flat_nodes(self) -> list[Any]:
+        """The node table as one flat list ``[id, name, version, state, id, ...]``."""
+        if self._flat is None:
+            self._flat = flatten_nodes(self._nodes)  # type: ignore[arg-type]
+        return self._flat
+
+    def node_tuples(self) -> Iterator[tuple[Any, Any, Any, Any]]:
+        """``(id, name, version, state)`` for each node in table order, from either form."""
+        if self._nodes is not None:
+            return iter(self._nodes)
+        items = iter(self._flat)  # type: ignore[arg-type]
+        return zip(items, items, items, items)
+
+    @property
+    def node_count(self) -> int:
+        """The number of object nodes."""
+        return len(self._nodes) if self._nodes is not None else len(self._flat) // 4  # type: ignore[arg-type]
 
     def __eq__(self, other: object) -> bool:
         return (
             type(other) is Graph
             and values_equal(self.root, other.root)
-            and len(self.nodes) == len(other.nodes)
-            and all(values_equal(tuple(a), tuple(b)) for a, b in zip(self.nodes, other.nodes))
+            and self.node_count == other.node_count
+            and all(values_equal(tuple(a), tuple(b)) for a, b in zip(self.node_tuples(), other.node_tuples()))
             and self.arrays == other.arrays
             and self.writers == other.writers
         )
@@ -198,7 +257,7 @@ class Graph:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"<Graph: {len(self.nodes)} objects, {len(self.arrays)} arrays, root={_short(self.root)}>"
+        return f"<Graph: {self.node_count} objects, {len(self.arrays)} arrays, root={_short(self.root)}>"
 
 
 class RawNode:

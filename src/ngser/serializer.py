@@ -33,6 +33,8 @@ Example::
 from __future__ import annotations
 
 import copyreg
+import functools
+import operator
 import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -126,6 +128,14 @@ class StateSerializer(Serializer):
         self._setstate = getattr(cls, "__setstate__", None)
         self._slots = copyreg._slotnames(cls)  # type: ignore[attr-defined]
         self._plain_dict = not self._custom_getstate and not self._slots
+        # C-level callables for the common case: saving many small objects spends its
+        # time in these two calls, and a bound Python method costs several times more.
+        if self._plain_dict and type(self).dump is StateSerializer.dump:
+            self.dump = operator.attrgetter("__dict__")  # type: ignore[method-assign]
+        if type(self).create is StateSerializer.create and cls.__new__ is object.__new__:
+            self.create = functools.partial(object.__new__, cls)  # type: ignore[method-assign]
+        #: fill(obj, state) is ``obj.__dict__.update(state)`` for a dict state (the decoder inlines it)
+        self.fills_dict = type(self).fill is StateSerializer.fill and self._setstate is None and self._plain_dict
 
     def dump(self, obj: Any) -> Any:
         if self._plain_dict:

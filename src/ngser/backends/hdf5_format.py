@@ -256,13 +256,15 @@ def _write_dataset(
 
 
 def _write_nodes(file: h5py.File, graph: Graph, table: list[list[Any]]) -> None:
-    nodes = graph.nodes
-    type_index: dict[str, int] = {}
-    ids = np.fromiter((node.id for node in nodes), "<i8", len(nodes))
-    types = np.fromiter((type_index.setdefault(node.name, len(type_index)) for node in nodes), "<u4", len(nodes))
-    versions = np.fromiter((node.version for node in nodes), "<i8", len(nodes))
-    names = list(type_index)
-    doc = pack_value_document({"root": graph.root, "states": [node.state for node in nodes], "arrays": table})
+    flat = graph.flat_nodes
+    count = len(flat) // 4
+    type_names = flat[1::4]
+    names = list(dict.fromkeys(type_names))  # in order of first appearance
+    type_index = {name: index for index, name in enumerate(names)}
+    ids = np.fromiter(flat[0::4], "<i8", count)
+    types = np.fromiter(map(type_index.__getitem__, type_names), "<u4", count)
+    versions = np.fromiter(flat[2::4], "<i8", count)
+    doc = pack_value_document({"root": graph.root, "states": flat[3::4], "arrays": table})
     crc = graph_crc(doc, ids, types, versions, names)
     group = file.require_group(paths.GROUP)
     file.create_dataset(paths.GRAPH, data=np.frombuffer(doc, np.uint8), track_times=False)

@@ -21,7 +21,7 @@ import numpy as np
 from ..arrays import check_shape, parse_dtype
 from ..checksum import crc32, crc32_async
 from ..errors import FormatError
-from ..graph import ArrayNode, Graph, ObjectNode
+from ..graph import ArrayNode, Graph, make_node
 from . import hdf5_paths as paths
 from .msgpack_format import check_format, unpack_value_document
 
@@ -78,7 +78,7 @@ def read_file(file: h5py.File, source: str, *, lazy: bool = False) -> Graph:
     if len(types) and int(types.max()) >= len(names):
         raise FormatError(f"{source}: the node table is damaged (a type index is out of range)")
     type_names = [names[i] for i in types.tolist()]
-    nodes = list(map(ObjectNode._make, zip(ids.tolist(), type_names, versions.tolist(), states)))
+    nodes = list(map(make_node, zip(ids.tolist(), type_names, versions.tolist(), states)))
     entries = [_Entry(entry, source) for entry in table]
     arrays = _lazy_arrays(file, entries, source) if lazy else _read_arrays(file, entries, source)
     meta = {"ngser": ngser_version, "format": int(version)}

@@ -15,6 +15,7 @@ between), each 64-byte aligned, and read straight into their own buffers.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import zlib
@@ -27,7 +28,13 @@ import numpy as np
 from ..arrays import check_shape, describe_dtype, parse_dtype, raw_view, scalar_bytes, scalar_from_bytes
 from ..checksum import crc32, crc32_async
 from ..errors import FormatError, VersionError
-from ..graph import FORMAT_VERSION, ArrayNode, Graph, ObjectNode, PairsDict, Ref, flatten_nodes, nodes_from_flat
+from ..graph import (
+    FORMAT_VERSION,
+    ArrayNode,
+    Graph,
+    PairsDict,
+    Ref,
+)
 from . import StreamBackend
 
 __all__ = ["MsgpackBackend", "MAGIC", "pack_value_document", "unpack_value_document"]
@@ -55,20 +62,45 @@ _MARKERS = {kind: _Marker(kind) for kind in (TUPLE, SET, FROZENSET, PAIRS)}
 _MARK_EXT = {kind: msgpack.ExtType(EXT_MARK, bytes([kind])) for kind in _MARKERS}
 
 
-_REF_EXTS: dict[int, msgpack.ExtType] = {}
-_REFS: dict[bytes, Ref] = {}
-_CACHE_LIMIT = 1 << 20
+_new_ext = functools.partial(tuple.__new__, msgpack.ExtType)  # ExtType((code, data)) at C speed
+
+
+def _ref_packer() -> Callable[[Any], Any]:
+    """A ``default`` hook for one document: each id's extension is made once per document
+    (shared objects are referenced many times), and forgotten with the document."""
+    exts: dict[int, msgpack.ExtType] = {}
+
+    def default(v: Any) -> Any:
+        if type(v) is Ref:
+            ext = exts.get(v.id)
+            if ext is None:
+                ext = exts[v.id] = _new_ext((EXT_REF, _U64.pack(v.id)))
+            return ext
+        return _default(v)
+
+    return default
+
+
+def _ref_unpacker() -> Callable[[int, bytes], Any]:
+    """An ``ext_hook`` for one document: one :class:`Ref` per id, shared by its references."""
+    refs: dict[bytes, Ref] = {}
+
+    def ext_hook(code: int, data: bytes) -> Any:
+        if code == EXT_REF:
+            ref = refs.get(data)
+            if ref is None and len(data) == 8:
+                ref = refs[data] = Ref(_U64.unpack(data)[0])
+            if ref is not None:
+                return ref
+        return _ext_hook(code, data)
+
+    return ext_hook
 
 
 def _default(v: Any) -> Any:
     t = type(v)
     if t is Ref:
-        ext = _REF_EXTS.get(v.id)
-        if ext is None:
-            ext = msgpack.ExtType(EXT_REF, _U64.pack(v.id))
-            if len(_REF_EXTS) < _CACHE_LIMIT:
-                _REF_EXTS[v.id] = ext
-        return ext
+        return _new_ext((EXT_REF, _U64.pack(v.id)))
     if t is tuple:
         return [_MARK_EXT[TUPLE], *v]
     if t is set:
@@ -91,15 +123,8 @@ def _default(v: Any) -> Any:
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
-    if code == EXT_REF:
-        ref = _REFS.get(data)
-        if ref is not None:
-            return ref
-        if len(data) == 8:
-            ref = Ref(_U64.unpack(data)[0])
-            if len(_REFS) < _CACHE_LIMIT:
-                _REFS[data] = ref
-            return ref
+    if code == EXT_REF and len(data) == 8:
+        return Ref(_U64.unpack(data)[0])
     if code == EXT_MARK and len(data) == 1 and data[0] in _MARKERS:
         return _MARKERS[data[0]]
     if code == EXT_COMPLEX and len(data) == 16:
@@ -130,7 +155,7 @@ def _list_hook(items: list[Any]) -> Any:
 
 
 def _packer() -> msgpack.Packer:
-    return msgpack.Packer(default=_default, strict_types=True, use_bin_type=True, unicode_errors="surrogatepass")
+    return msgpack.Packer(default=_ref_packer(), strict_types=True, use_bin_type=True, unicode_errors="surrogatepass")
 
 
 def pack_value_document(doc: Any) -> bytes:
@@ -146,7 +171,7 @@ def unpack_value_document(data: bytes | memoryview, where: str) -> Any:
     try:
         return msgpack.unpackb(
             data,
-            ext_hook=_ext_hook,
+            ext_hook=_ref_unpacker(),
             list_hook=_list_hook,
             strict_map_key=True,
             unicode_errors="surrogatepass",
@@ -186,7 +211,7 @@ class MsgpackBackend(StreamBackend):
             offset = _align(offset + view.nbytes)
         for entry, job in zip(table, jobs):
             entry[6] = job.result()
-        flat_nodes = flatten_nodes(graph.nodes)
+        flat_nodes = graph.flat_nodes
         doc = pack_value_document(
             {
                 "format": FORMAT_VERSION,
@@ -314,18 +339,19 @@ def _array_entries(doc: dict[str, Any], available: int, source: str) -> list[_En
 
 
 def _graph(doc: dict[str, Any], arrays: list[ArrayNode], source: str) -> Graph:
-    nodes = _nodes_from_flat(doc.get("nodes"), source)
+    flat = _checked_flat(doc.get("nodes"), source)
     writers = doc.get("writers")
     if not isinstance(writers, dict):
         raise FormatError(f"{source}: the header's writer table is damaged")
     meta = {"ngser": doc.get("ngser"), "format": doc.get("format")}
-    return Graph(doc.get("root"), nodes, arrays, writers, meta)
+    return Graph.from_flat(doc.get("root"), flat, arrays, writers, meta)
 
 
-def _nodes_from_flat(flat: Any, source: str) -> list[ObjectNode]:
+def _checked_flat(flat: Any, source: str) -> list[Any]:
+    """The flat node table ``[id, name, version, state, ...]``, if it has that shape."""
     if not isinstance(flat, list) or len(flat) % 4:
         raise FormatError(f"{source}: the node table is damaged")
-    return nodes_from_flat(flat)
+    return flat
 
 
 def check_format(version: Any, source: str) -> None:

@@ -31,9 +31,9 @@ import numpy as np
 from ..arrays import check_shape, describe_dtype, parse_dtype, raw_view
 from ..checksum import crc32, crc32_async
 from ..errors import FormatError, UnsafeLoadError
-from ..graph import FORMAT_VERSION, ArrayNode, Graph, flatten_nodes
+from ..graph import FORMAT_VERSION, ArrayNode, Graph
 from . import StreamBackend
-from .msgpack_format import _nodes_from_flat, check_format, pack_value_document, unpack_value_document
+from .msgpack_format import _checked_flat, check_format, pack_value_document, unpack_value_document
 
 __all__ = ["PickleBackend", "RestrictedUnpickler", "ForeignPickle", "TAG"]
 
@@ -179,7 +179,7 @@ class PickleBackend(StreamBackend):
         for entry, job in zip(table, jobs):
             entry[4] = job.result()
         header = {"ngser": graph.meta.get("ngser", ""), "writers": graph.writers}
-        inner = pack_value_document([header, graph.root, flatten_nodes(graph.nodes), table])
+        inner = pack_value_document([header, graph.root, graph.flat_nodes, table])
         return (TAG, FORMAT_VERSION, inner, zlib.crc32(inner), buffers)
 
     def write(self, graph: Graph, stream: IO[bytes], **options: Any) -> None:
@@ -236,12 +236,12 @@ class PickleBackend(StreamBackend):
         header, root, flat, table = body
         if not isinstance(header, dict) or not isinstance(header.get("writers"), dict):
             raise FormatError(f"{source}: the header is damaged")
-        nodes = _nodes_from_flat(flat, source)
+        flat = _checked_flat(flat, source)
         if not isinstance(table, list) or not isinstance(buffers, list) or len(table) != len(buffers):
             raise FormatError(f"{source}: the array table is damaged")
         arrays = [_array(entry, buffer, source) for entry, buffer in zip(table, buffers)]
         meta = {"ngser": header.get("ngser"), "format": version}
-        return Graph(root, nodes, arrays, header["writers"], meta)
+        return Graph.from_flat(root, flat, arrays, header["writers"], meta)
 
 
 def _array(entry: Any, buffer: Any, source: str) -> ArrayNode:
