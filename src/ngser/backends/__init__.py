@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from ..errors import FormatError
 from ..graph import Graph
+from ..writeback import WriteBehind, WriteBehindStream
 
 __all__ = [
     "Backend",
@@ -82,8 +83,8 @@ class StreamBackend(Backend):
         raise NotImplementedError
 
     def write_path(self, graph: Graph, path: PathLike, **options: Any) -> None:
-        with open(path, "wb") as stream:
-            self.write(graph, stream, **options)
+        with open(path, "wb") as stream, WriteBehind(stream.fileno()) as behind:
+            self.write(graph, WriteBehindStream(stream, behind), **options)  # type: ignore[arg-type]
 
     def write_bytes(self, graph: Graph, **options: Any) -> bytes:
         stream = io.BytesIO()

@@ -33,6 +33,7 @@ from ..arrays import describe_dtype, raw_view
 from ..checksum import CrcJob, crc32_async
 from ..errors import FormatError, NgserError
 from ..graph import FORMAT_VERSION, ArrayNode, Graph
+from ..writeback import WriteBehind
 from . import Backend, PathLike
 from . import hdf5_paths as paths
 from .hdf5_reader import NATIVE, PACKED, RAW, graph_crc, read_file, why
@@ -190,7 +191,7 @@ def _write(file: h5py.File, graph: Graph, filters: dict[str, Any], direct: str |
 
 def _pwrite_all(path: str, writes: list[tuple[int, memoryview]]) -> None:
     """Write each buffer at its file offset (the space HDF5 allocated for its dataset)."""
-    with open(path, "r+b", buffering=0) as stream:
+    with open(path, "r+b", buffering=0) as stream, WriteBehind(stream.fileno()) as behind:
         for offset, view in writes:
             view = view.cast("B") if view.ndim != 1 or view.itemsize != 1 else view
             done = 0
@@ -200,6 +201,7 @@ def _pwrite_all(path: str, writes: list[tuple[int, memoryview]]) -> None:
                 if not written:
                     raise OSError(f"could not write to {path}")
                 done += written
+            behind.wrote(view.nbytes)
 
 
 def _write_dataset(
