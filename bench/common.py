@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import os
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,13 +41,28 @@ class Timings:
         return (label, self.best(name), self.best(base), self.ratio(name, base), note)
 
 
-def timed(funcs: dict[str, Callable[[], Any]], repeat: int = 7) -> Timings:
-    """Run each function once to warm up, then all of them in turns ``repeat`` times."""
+def settle_io() -> None:
+    """Let file I/O of the previous case finish before the next one starts (untimed): the
+    kernel's write-back of files saved without fsync (the baselines), and ngser's release
+    of replaced files on its helper threads. Otherwise one case's deferred work lands on
+    the next case's clock."""
+    for thread in threading.enumerate():
+        if thread.name == "ngser-release":
+            thread.join()
+    if hasattr(os, "sync"):
+        os.sync()
+
+
+def timed(funcs: dict[str, Callable[[], Any]], repeat: int = 7, settle: Callable[[], None] | None = None) -> Timings:
+    """Run each function once to warm up, then all of them in turns ``repeat`` times,
+    calling ``settle`` (untimed) before each run."""
     for func in funcs.values():
         func()
     runs: dict[str, list[float]] = {name: [] for name in funcs}
     for _ in range(repeat):
         for name, func in funcs.items():
+            if settle is not None:
+                settle()
             gc.collect()
             start = time.perf_counter()
             func()

@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 
 import ngser
-from common import Row, report, size, timed
+from common import Row, report, settle_io, size, timed
 from ngser.backends import available
 
 EXT = {"pickle": ".pkl", "msgpack": ".msgpack", "hdf5": ".h5"}
@@ -60,7 +60,8 @@ def bench_arrays(tmp: Path, quick: bool) -> None:
             "pickle": pickle_baseline,
             "np.save": npsave_baseline,
             **{f"ngser {fmt}": (lambda p=path: save_load(arrays, p)) for fmt, path in paths.items()},
-        }
+        },
+        settle=settle_io,
     )
     rows: list[Row] = [times.row("np.save + np.load (10 files)", "np.save", "pickle", "vs pickle")]
     for fmt, path in paths.items():
@@ -89,7 +90,7 @@ def bench_hdf5(tmp: Path, quick: bool) -> None:
                 f[name].read_direct(out)
 
     path = tmp / "arrays.h5"
-    times = timed({"raw": raw, "ngser": lambda: save_load(arrays, path)}, repeat=9)
+    times = timed({"raw": raw, "ngser": lambda: save_load(arrays, path)}, repeat=15, settle=settle_io)
     note = f"file {size(path) / total:.4f} x raw bytes (raw h5py {size(tmp / 'raw.h5') / total:.4f})"
     rows: list[Row] = [times.row("ngser hdf5 save+load", "ngser", "raw", note)]
     report(f"{total / 2**20:.0f} MB of arrays vs raw contiguous h5py datasets", rows, 1.25)
@@ -186,7 +187,7 @@ def bench_ngsolve(tmp: Path, quick: bool) -> None:
     paths = {fmt: tmp / f"ngsolve{EXT[fmt]}" for fmt in available()}
     cases: dict[str, Callable[[], object]] = {"native": native}
     cases.update({fmt: (lambda p=path: save_load(objs, p)) for fmt, path in paths.items()})
-    times = timed(cases, repeat=3)
+    times = timed(cases, repeat=3, settle=settle_io)
     rows: list[Row] = []
     for fmt, path in paths.items():
         note = f"file {size(path) / 1e6:.1f} MB (native pickle {size(tmp / 'native.pkl') / 1e6:.1f} MB)"
