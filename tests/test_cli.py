@@ -6,12 +6,14 @@ import os
 import pty
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import ngser
+from ngser.cli import main
 
 
 @ngser.register(name="tests.cli.Box")
@@ -137,3 +139,19 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert process.returncode == 0
     assert "\r" in shown and "100% of 48.0 MB" in shown
     assert ngser.read_graph(tmp_path / "big.h5") == ngser.read_graph(tmp_path / "big.pkl")
+
+
+@pytest.mark.parametrize("suffix", [".msgpack", ".h5"])
+def test_verify_holds_one_array_at_a_time(tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Formats with an index are verified array by array: the peak is about the largest array."""
+    size = 16 * 2**20
+    path = tmp_path / f"many{suffix}"
+    ngser.save([np.full(size // 8, float(i)) for i in range(6)], path)
+    tracemalloc.start()
+    try:
+        status = main(["verify", str(path)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert status == 0 and "every checksum matches" in capsys.readouterr().out
+    assert peak < 2 * size, f"verifying 6 arrays of {size} bytes allocated {peak} bytes at once"

@@ -6,8 +6,8 @@
 ...     u = view.load("u")                  # one object, by path from the root (or by node id)
 ...     points = view.array("netgen.Mesh/points")   # one array, without building any object
 
-Arrays are read lazily where the layout allows it: HDF5 datasets are read only when asked for;
-msgpack array payloads are memory-mapped. Pickle files are read as a whole (pickle has no
+Arrays are read lazily where the layout allows it: HDF5 datasets and msgpack array payloads
+are read from the file only when asked for. Pickle files are read as a whole (pickle has no
 index). An array's checksum is verified when it is read.
 """
 

@@ -71,7 +71,8 @@ class HDF5Backend(Backend):
         filters = _filters(options)
         try:
             with h5py.File(path, "w") as file:
-                _write(file, graph, filters, direct=os.fspath(path))
+                # direct writes open the file a second time while HDF5 holds it: POSIX only
+                _write(file, graph, filters, direct=os.fspath(path) if os.name == "posix" else None)
         except RuntimeError as exc:  # HDF5 reports some I/O failures (EFBIG at close) this way
             raise OSError(f"writing the HDF5 file failed: {exc}") from exc
 
