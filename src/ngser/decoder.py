@@ -193,9 +193,9 @@ class Decoder:
             return self._objects[nid]
         except (KeyError, TypeError):
             pass
-        if self._index is None:  # built on the first forward reference only
+        if self._index is None and self._graph is not None:  # built on the first forward reference only
             self._index = {node[0]: node for node in self._graph.node_tuples() if type(node[0]) is int}
-        found = self._index.get(nid) if type(nid) is int else None
+        found = self._index.get(nid) if type(nid) is int and self._index is not None else None
         if found is None:
             raise FormatError(
                 f"{self.source}{self._owner} refers to id {nid!r}, which is not in the file; the file is damaged"
@@ -229,7 +229,8 @@ class Decoder:
             )
         depth += 1
         if t is list:
-            objects, out = self._objects, []
+            objects = self._objects
+            out: list[Any] = []
             append = out.append
             for x in v:
                 tx = type(x)

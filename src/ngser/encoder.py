@@ -79,7 +79,8 @@ class Encoder:
             obj = keep[nid]
             serializer = serializers[type(obj)]
             self._current = nid
-            self._deps = deps = []
+            deps: list[Ref] = []
+            self._deps = deps
             try:
                 raw = serializer.dump(obj)
             except NgserError:
@@ -199,7 +200,7 @@ class Encoder:
     def _list(self, v: list[Any], depth: int) -> list[Any]:
         memo, deps, value, plain, keep = self._memo, self._deps, self._value, self._plain, self._keep
         status = self._status
-        out = []
+        out: list[Any] = []
         append = out.append
         for x in v:
             tx = type(x)
