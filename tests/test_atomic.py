@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -341,3 +342,15 @@ def test_a_small_replaced_file_is_not_held(tmp_path: Path) -> None:
     atomic._release(fd)
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_saving_over_a_fifo_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    path = tmp_path / "pipe.msgpack"
+    os.mkfifo(path)
+    done = []
+    saver = threading.Thread(target=lambda: done.append(ngser.save([1, 2], path)), daemon=True)
+    saver.start()
+    saver.join(20)
+    assert done, "the save hung opening the FIFO it replaces"
+    assert ngser.load(path) == [1, 2]

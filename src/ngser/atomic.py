@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import socket
+import stat
 import tempfile
 import threading
 import zlib
@@ -120,12 +121,14 @@ def _hold(target: str) -> int | None:
     """
     if os.name != "posix":  # Windows cannot replace a file that is open
         return None
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(target, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(target, flags)  # O_NONBLOCK: opening a FIFO must not wait for a writer
     except OSError:
         return None
     try:
-        if os.fstat(fd).st_size >= RELEASE_LATER:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and info.st_size >= RELEASE_LATER:
             return fd
     except OSError:
         pass
