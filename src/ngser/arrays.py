@@ -48,7 +48,7 @@ def _fix_field(field: Any) -> Any:
 
 def check_shape(shape: Any, where: str) -> tuple[int, ...]:
     """A validated shape tuple read from a file."""
-    if type(shape) not in (list, tuple) or len(shape) > MAX_NDIM:
+    if not isinstance(shape, (list, tuple)) or len(shape) > MAX_NDIM:
         raise FormatError(f"{where}: invalid array shape {shape!r}")
     if not all(type(n) is int and n >= 0 for n in shape):
         raise FormatError(f"{where}: invalid array shape {shape!r}")

@@ -141,10 +141,7 @@ class Decoder:
                 obj = objects.get(nid, _MISSING)
                 if obj is _MISSING:
                     obj = objects[nid] = create()
-                if fills_dict and type(state) is dict:  # StateSerializer.fill, inlined
-                    obj.__dict__.update(state)
-                else:
-                    finish(obj, state)
+                finish(obj, state)
             except NgserError:
                 raise
             except Exception as exc:
@@ -235,9 +232,8 @@ class Decoder:
             for x in v:
                 tx = type(x)
                 if tx is Ref:  # inlined _resolve: lists of objects are the common root value
-                    x = objects.get(x.id, _MISSING)
-                    if x is _MISSING:
-                        x = self._resolve(v[len(out)].id)
+                    obj = objects.get(x.id, _MISSING)
+                    x = self._resolve(x.id) if obj is _MISSING else obj
                 elif tx not in ATOMIC_TYPES:
                     x = self._value(x, depth)
                 append(x)

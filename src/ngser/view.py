@@ -128,7 +128,7 @@ class FileView:
             for k, v in value.pairs:
                 if str(k) == part:
                     return v
-        if type(value) in (list, tuple) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
+        if isinstance(value, (list, tuple)) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
             return value[int(part)]
         raise NgserError(f"{self.path}: nothing at {part!r} in the path {path!r}")
 

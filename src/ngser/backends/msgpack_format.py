@@ -28,13 +28,7 @@ import numpy as np
 from ..arrays import check_shape, describe_dtype, parse_dtype, raw_view, scalar_bytes, scalar_from_bytes
 from ..checksum import crc32, crc32_async
 from ..errors import FormatError, VersionError
-from ..graph import (
-    FORMAT_VERSION,
-    ArrayNode,
-    Graph,
-    PairsDict,
-    Ref,
-)
+from ..graph import FORMAT_VERSION, ArrayNode, Graph, PairsDict, Ref
 from . import StreamBackend
 
 __all__ = ["MsgpackBackend", "MAGIC", "pack_value_document", "unpack_value_document"]
@@ -98,9 +92,8 @@ def _ref_unpacker() -> Callable[[int, bytes], Any]:
 
 
 def _default(v: Any) -> Any:
+    """Every value but references (see :func:`_ref_packer`)."""
     t = type(v)
-    if t is Ref:
-        return _new_ext((EXT_REF, _U64.pack(v.id)))
     if t is tuple:
         return [_MARK_EXT[TUPLE], *v]
     if t is set:
@@ -123,8 +116,7 @@ def _default(v: Any) -> Any:
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
-    if code == EXT_REF and len(data) == 8:
-        return Ref(_U64.unpack(data)[0])
+    """Every extension but references (see :func:`_ref_unpacker`)."""
     if code == EXT_MARK and len(data) == 1 and data[0] in _MARKERS:
         return _MARKERS[data[0]]
     if code == EXT_COMPLEX and len(data) == 16:
