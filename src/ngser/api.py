@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from .atomic import atomic_write
@@ -178,6 +178,18 @@ def read_graph(path: PathLike, *, trusted: bool = False) -> Graph:
     name = sniff_file(path)
     with gc_paused():
         return get_backend(name).read_path(path, trusted=trusted)
+
+
+def read_graph_lazily(path: PathLike, *, trusted: bool = False) -> tuple[Graph, Callable[[], None] | None]:
+    """The graph of ``path`` with its arrays left in the file where the format allows it
+    (msgpack, HDF5: each array is read and checked when loaded); pickle files are read
+    whole. Call the returned function, if any, to close the file."""
+    backend = get_backend(sniff_file(path))
+    opener = getattr(backend, "open_lazy", None)
+    with gc_paused():
+        if opener is not None:
+            return opener(os.fspath(path), trusted=trusted)  # type: ignore[no-any-return]
+        return backend.read_path(path, trusted=trusted), None
 
 
 def write_graph(graph: Graph, path: PathLike, *, format: Format | None = None, **options: Any) -> None:

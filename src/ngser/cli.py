@@ -27,8 +27,8 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import __version__
-from .api import gc_paused, read_graph, sniff_file, write_graph
-from .backends import format_for_path, get_backend
+from .api import read_graph, read_graph_lazily, sniff_file, write_graph
+from .backends import format_for_path
 from .errors import NgserError
 from .graph import ArrayNode, Graph, ObjectNode, PairsDict, Ref
 
@@ -324,12 +324,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _checked_graph(path: str) -> Graph:
     """The graph of ``path`` with every checksum verified, holding one array in memory at a
     time where the format allows it (a 10 GB file does not need 10 GB to be verified)."""
-    backend = get_backend(sniff_file(path))
-    opener = getattr(backend, "open_lazy", None)
-    if opener is None:  # pickle has no index: read as a whole, checksums verified on reading
-        return read_graph(path)
-    with gc_paused():
-        graph, close = opener(path)
+    graph, close = read_graph_lazily(path)  # a pickle is read whole, its checksums verified on reading
     try:
         for array in graph.arrays:
             array.load()  # read, checked against its CRC32, and dropped

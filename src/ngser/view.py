@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .api import PathLike, decode, gc_paused, sniff_file
-from .backends import get_backend
+from .api import PathLike, decode, read_graph_lazily, sniff_file
 from .decoder import Unknown
 from .errors import NgserError
 from .graph import ArrayNode, Graph, ObjectNode, PairsDict, Ref
@@ -47,15 +46,8 @@ class FileView:
     def __init__(self, path: PathLike, *, trusted: bool = False) -> None:
         self.path = os.fspath(path)
         self.trusted = trusted
-        name = sniff_file(self.path)
-        self.format = name
-        backend = get_backend(name)
-        opener = getattr(backend, "open_lazy", None)
-        with gc_paused():
-            if opener is not None:
-                self.graph, self._closer = opener(self.path, trusted=trusted)
-            else:
-                self.graph, self._closer = backend.read_path(self.path, trusted=trusted), None
+        self.format = sniff_file(self.path)
+        self.graph, self._closer = read_graph_lazily(self.path, trusted=trusted)
         self._nodes = {node.id: node for node in self.graph.nodes}
         self._arrays = {array.id: array for array in self.graph.arrays}
 
