@@ -254,10 +254,7 @@ class Encoder:
                 self._memo[id(v)] = ref
                 self._aliases.append(v)  # keep it alive: its id must not be reused during the pass
                 return ref
-        keep = self._keep
-        ref = self._memo[id(v)] = Ref(len(keep))
-        keep.append(v)
-        self._status.append(_NEW)
+        ref = self._new_ref(v, _NEW)
         self._deps.append(ref)
         return ref
 
@@ -271,6 +268,7 @@ class Encoder:
         return serializer  # type: ignore[return-value]
 
     def _new_ref(self, obj: Any, status: int) -> Ref:
+        """Number ``obj`` (the container loops inline this for known types, for speed)."""
         ref = self._memo[id(obj)] = Ref(len(self._keep))
         self._keep.append(obj)
         self._status.append(status)
