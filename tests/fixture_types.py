@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 import ngser
-from ngser.registry import BUILTIN_PROVIDERS
+from ngser.serializers.registry import BUILTIN_PROVIDERS
 
 __all__ = ["REGISTRY", "Point", "Node", "Field", "fixture_values", "fixture_objects", "same"]
 

@@ -1,4 +1,4 @@
-"""ngser.checksum: the parallel CRC32 must equal zlib.crc32 bit for bit (the format depends on it)."""
+"""ngser.backends._checksum: the parallel CRC32 must equal zlib.crc32 bit for bit (the format depends on it)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ngser import checksum
-from ngser.checksum import MIN_PIECE, PARALLEL_THRESHOLD, crc32, crc32_async, crc32_combine
+from ngser.backends import _checksum as checksum
+from ngser.backends._checksum import MIN_PIECE, PARALLEL_THRESHOLD, crc32, crc32_async, crc32_combine
 
 
 @given(st.binary(max_size=300), st.binary(max_size=300))

@@ -20,7 +20,8 @@ import pytest
 
 import ngser
 from fixture_types import REGISTRY, Field, Point, fixture_objects, same
-from ngser.backends.msgpack_format import ALIGN, unpack_value_document
+from ngser.backends._codec import unpack_value_document
+from ngser.backends.msgpack_format import ALIGN
 
 EXTENSION = {"msgpack": ".msgpack", "pickle": ".pkl", "hdf5": ".h5"}
 #: Masks XORed into each byte: single bits (a '<' dtype byte becomes '>' with 0x02,

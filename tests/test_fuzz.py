@@ -38,7 +38,7 @@ from hypothesis.extra import numpy as hnp
 
 import ngser
 from fixture_types import REGISTRY, Field, Node, Point, fixture_objects, fixture_values, same
-from ngser.backends.msgpack_format import pack_value_document, unpack_value_document
+from ngser.backends._codec import pack_value_document, unpack_value_document
 
 #: Cases per format (HDF5 reads are slower); the whole file stays well under a minute.
 CASES = {"msgpack": 6000, "pickle": 6000, "hdf5": 1500}

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import ngser
-from ngser.backends.msgpack_format import pack_value_document, unpack_value_document
+from ngser.backends._codec import pack_value_document, unpack_value_document
 from ngser.graph import FORMAT_VERSION
 
 EXTENSION = {"msgpack": ".msgpack", "pickle": ".pkl", "hdf5": ".h5"}

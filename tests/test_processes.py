@@ -15,7 +15,7 @@ import pytest
 import ngser
 import ngser.distributed  # registers the dask family and hooks (before the classes below)
 import ngser.shim  # routes registered classes through ngser in plain pickle
-from ngser.serializer import Serializer
+from ngser.serializers import Serializer
 
 DUMPED: list[int] = []
 

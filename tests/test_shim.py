@@ -20,7 +20,7 @@ import pytest
 import ngser
 import ngser.shim  # installs the register hook (until ngser/__init__ imports it)
 from ngser.backends.pickle_format import ALLOWED_GLOBALS
-from ngser.serializer import Serializer
+from ngser.serializers import Serializer
 
 CALLS: list[str] = []
 
@@ -232,7 +232,7 @@ def test_manual_install_and_uninstall() -> None:
     class Manual:
         pass
 
-    ngser.default_registry.add(ngser.serializer.StateSerializer(Manual, "shimtest.Manual"))
+    ngser.default_registry.add(ngser.serializers.StateSerializer(Manual, "shimtest.Manual"))
     try:
         assert Manual not in ngser.shim.installed()  # Registry.add runs no hooks
         ngser.shim.install(Manual, module="some.module")

@@ -23,7 +23,8 @@ import pytest
 
 import ngser
 from ngser.backends import available
-from ngser.backends.msgpack_format import MAGIC, pack_value_document
+from ngser.backends._codec import pack_value_document
+from ngser.backends.msgpack_format import MAGIC
 from ngser.backends.pickle_format import TAG
 from ngser.graph import FORMAT_VERSION, ArrayNode, Graph, ObjectNode, Ref
 

@@ -1,4 +1,4 @@
-"""Write-behind flushing (ngser.writeback): data reaches the disk while the rest is written,
+"""Write-behind flushing (ngser.backends._writeback): data reaches the disk while the rest is written,
 the helper thread never outlives the descriptor, and a flush error is not lost."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import ngser
-from ngser.writeback import WriteBehind, WriteBehindStream
+from ngser.backends._writeback import WriteBehind, WriteBehindStream
 
 
 def _helpers() -> list[threading.Thread]:

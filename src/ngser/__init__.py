@@ -14,23 +14,28 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from types import ModuleType
+
+from . import _moved
 from .api import convert, decode, dumps, encode, load, loads, read_graph, save, write_graph
 from .errors import (
+    ArgumentError,
     FileAccessError,
     FormatError,
     GraphError,
     NgserError,
+    NotFoundError,
     PickleProtocolError,
     RegistrationError,
     SerializerError,
+    StateError,
     UnknownTypeError,
     UnsafeLoadError,
     UnsupportedTypeError,
     VersionError,
 )
 from .graph import Graph, RawNode
-from .registry import Registry, default_registry, migration, register, unregister
-from .serializer import Serializer
+from .serializers import Registry, Serializer, default_registry, migration, register, unregister
 from .view import ArrayInfo, FileView, open
 
 __all__ = [
@@ -66,7 +71,17 @@ __all__ = [
     "SerializerError",
     "FileAccessError",
     "PickleProtocolError",
+    "ArgumentError",
+    "NotFoundError",
+    "StateError",
 ]
 
+_moved.install()  # ngser.registry, ngser.serializer, ... of ngser 0.1 stay importable
+
+
+def __getattr__(name: str) -> ModuleType:
+    return _moved.attribute(name)
+
+
 # Route classes registered from now on through ngser in plain pickle/copy/multiprocessing.
-from . import shim as shim
+from . import shim as shim  # noqa: E402

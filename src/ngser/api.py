@@ -1,28 +1,52 @@
-"""The public entry points: save, load, dumps, loads, convert."""
+"""The public entry points: save, load, dumps, loads, convert, and the graph-level functions.
+
+>>> ngser.save({"u": gfu}, "result.h5")                 # a path: format from the extension, atomic
+>>> with open("result.bin", "wb") as f:
+...     ngser.save({"u": gfu}, f, format="msgpack")       # a binary file object: format= required
+>>> ngser.load("result.h5"), ngser.load(open("result.bin", "rb"))
+"""
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import os
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import IO, Any, Literal, Union
 
 from .atomic import atomic_write
 from .backends import Backend, format_for_path, get_backend, sniff
-from .backends.pickle_format import ForeignPickle
-from .decoder import Decoder, Unknown
-from .encoder import Encoder
-from .errors import FileAccessError, FormatError
+from .errors import ArgumentError, FileAccessError, FormatError, UnsafeLoadError
 from .graph import Graph
-from .registry import Registry
-from .serializer import Serializer
+from .graph._decoder import Decoder, Unknown
+from .graph._encoder import Encoder
+from .serializers import Registry, SerializerRecord, record_of
 
-__all__ = ["save", "load", "dumps", "loads", "convert", "read_graph", "sniff_file", "write_graph", "encode", "decode"]
+__all__ = [
+    "save",
+    "load",
+    "dumps",
+    "loads",
+    "convert",
+    "read_graph",
+    "read_graph_lazily",
+    "sniff_file",
+    "write_graph",
+    "encode",
+    "decode",
+    "gc_paused",
+    "Format",
+    "Fallback",
+    "PathLike",
+    "Target",
+]
 
 Format = Literal["msgpack", "pickle", "hdf5"]
 Fallback = Literal["cloudpickle"] | None
-PathLike = str | os.PathLike[str]
+PathLike = Union[str, "os.PathLike[str]"]
+#: Where :func:`save` writes and :func:`load` reads: a path, or a binary file object.
+Target = Union[str, "os.PathLike[str]", IO[bytes]]
 
 
 @contextlib.contextmanager
@@ -42,14 +66,30 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _fallback(fallback: Fallback) -> Serializer | None:
+_fallbacks: dict[str, SerializerRecord] = {}
+
+
+def _fallback(fallback: Fallback) -> SerializerRecord | None:
     if fallback is None:
         return None
     if fallback == "cloudpickle":
-        from .serializers.builtin import CLOUDPICKLE
+        record = _fallbacks.get(fallback)
+        if record is None:
+            from .serializers.builtin import CLOUDPICKLE
 
-        return CLOUDPICKLE
-    raise ValueError(f'fallback= must be None or "cloudpickle", not {fallback!r}')
+            record = _fallbacks[fallback] = record_of(CLOUDPICKLE)
+        return record
+    raise ArgumentError(f'fallback= must be None or "cloudpickle", not {fallback!r}')
+
+
+def _path(target: Any, what: str) -> str | None:
+    """``target`` as a path, ``None`` for a file object, or an :class:`ArgumentError`."""
+    if isinstance(target, (str, os.PathLike)):
+        return os.fspath(target)  # type: ignore[return-value]
+    if hasattr(target, what):
+        return None
+    kind = "writable" if what == "write" else "readable"
+    raise ArgumentError(f"expected a path or a {kind} binary file object, got {type(target).__name__}")
 
 
 def encode(obj: Any, *, fallback: Fallback = None, registry: Registry | None = None) -> Graph:
@@ -71,54 +111,94 @@ def decode(
     registry: Registry | None = None,
     source: str = "",
 ) -> Any:
-    """Rebuild the objects of ``graph`` (see :func:`encode`)."""
-    if graph.meta.get("foreign"):
-        return graph.root.obj if isinstance(graph.root, ForeignPickle) else graph.root
+    """Rebuild the objects of ``graph`` (see :func:`encode`).
+
+    >>> ngser.decode(ngser.encode({"a": (1, 2)}))
+    {'a': (1, 2)}
+    """
     with gc_paused():
         return Decoder(registry, trusted=trusted, unknown=unknown, source=source).decode(graph)
 
 
 def save(
     obj: Any,
-    path: PathLike,
+    path: Target,
     *,
     format: Format | None = None,
     fallback: Fallback = None,
     registry: Registry | None = None,
     **options: Any,
 ) -> None:
-    """Save ``obj`` to ``path``; the format follows the extension unless ``format=`` is given.
+    """Save ``obj`` to ``path``, a file name or a binary file object.
 
     >>> ngser.save({"u": gfu, "mesh": mesh}, "result.h5")                  # HDF5
     >>> ngser.save(model, "model.bin", format="msgpack")
     >>> ngser.save(obj, "run.h5", compression="gzip")                       # HDF5 option
 
-    The file is written to a temporary file beside ``path`` and renamed over it when
-    complete: a failed save leaves the previous file as it was. ``fallback="cloudpickle"``
-    stores objects that have no serializer as cloudpickle bytes (loading them then
-    needs ``trusted=True``).
+    For a path the format follows the extension unless ``format=`` is given, and the file
+    is written to a temporary file beside ``path`` and renamed over it when complete: a
+    failed save leaves the previous file as it was. A file object is written from its
+    current position and needs ``format=``. ``fallback="cloudpickle"`` stores objects that
+    have no serializer as cloudpickle bytes (loading them then needs ``trusted=True``).
     """
-    name = format or format_for_path(path)
-    backend = get_backend(name)
+    target = _path(path, "write")
+    if target is None and format is None:
+        raise ArgumentError("saving to a file object needs format='msgpack', 'pickle' or 'hdf5'")
+    backend = get_backend(format or format_for_path(target))  # type: ignore[arg-type]
     backend.check_options(options)
     with gc_paused():  # the graph is freed before the collector resumes (it would scan it all)
-        _write_atomically(backend, encode(obj, fallback=fallback, registry=registry), path, options)
+        graph = encode(obj, fallback=fallback, registry=registry)
+        if target is None:
+            backend.write_stream(graph, path, **options)  # type: ignore[arg-type]
+        else:
+            _write_atomically(backend, graph, target, options)
+        del graph
 
 
-def load(path: PathLike, *, trusted: bool = False, unknown: Unknown = "error", registry: Registry | None = None) -> Any:
-    """Load the object saved in ``path``; the format is recognised from the file's first bytes.
+def load(path: Target, *, trusted: bool = False, unknown: Unknown = "error", registry: Registry | None = None) -> Any:
+    """Load the object saved in ``path`` (a file name or a binary file object); the format is
+    recognised from the file's first bytes.
 
     >>> mesh, gfu = ngser.load("result.h5")
 
-    Loading never runs code named by the file unless ``trusted=True``.
+    Loading never runs code named by the file unless ``trusted=True``; with it, a plain
+    pickle that ngser did not write loads as :func:`pickle.load` would load it.
     ``unknown="raw"`` returns :class:`~ngser.RawNode` placeholders for type names no
     installed serializer knows, instead of raising :class:`~ngser.UnknownTypeError`.
     """
+    source = _path(path, "read")
+    if source is None:
+        return _load_stream(path, trusted=trusted, unknown=unknown, registry=registry)  # type: ignore[arg-type]
+    name = sniff_file(source)
+    backend = get_backend(name)
     with gc_paused():
-        graph = read_graph(path, trusted=trusted)
-        result = decode(graph, trusted=trusted, unknown=unknown, registry=registry, source=os.fspath(path))
+        graph = _read_or_foreign(backend, trusted, lambda: backend.read_path(source), source)
+        if not isinstance(graph, Graph):
+            return graph
+        result = decode(graph, trusted=trusted, unknown=unknown, registry=registry, source=source)
         del graph  # freed while the collector is paused: it would scan the whole graph on resuming
     return result
+
+
+def _load_stream(stream: IO[bytes], **kwargs: Any) -> Any:
+    """:func:`load` from a binary file object: from its position to its end."""
+    seekable = getattr(stream, "seekable", lambda: False)()
+    if not seekable or stream.tell() != 0:
+        data = stream.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise ArgumentError(f"the file object gave {type(data).__name__}, not bytes: open it in binary mode")
+        return loads(data, **kwargs)
+    head = stream.read(16)
+    if not isinstance(head, bytes):
+        raise ArgumentError(f"the file object gave {type(head).__name__}, not bytes: open it in binary mode")
+    stream.seek(0)
+    source = str(getattr(stream, "name", "<stream>"))
+    backend = get_backend(_sniffed(head, source))
+    with gc_paused():
+        graph = _read_or_foreign(backend, kwargs["trusted"], lambda: backend.read_stream(stream, source), stream)
+        if not isinstance(graph, Graph):
+            return graph
+        return decode(graph, source=source, **kwargs)
 
 
 def dumps(
@@ -131,6 +211,7 @@ def dumps(
     {'a': [1, 2.5, 'x']}
     """
     backend = get_backend(format)
+    backend.check_options(options)
     with gc_paused():  # the graph is freed before the collector resumes (it would scan it all)
         return backend.write_bytes(encode(obj, fallback=fallback, registry=registry), **options)
 
@@ -143,15 +224,41 @@ def loads(
     registry: Registry | None = None,
 ) -> Any:
     """Rebuild an object from bytes made by :func:`dumps` (any format, recognised from the bytes)."""
-    view = memoryview(data)
-    name = sniff(bytes(view[:16]))
-    if name is None:
-        raise FormatError(f"the data is not in a format ngser reads (starts with {bytes(view[:8])!r})")
+    try:
+        view = memoryview(data)
+    except TypeError as exc:
+        raise ArgumentError(f"loads() takes bytes, not {type(data).__name__}") from exc
+    backend = get_backend(_sniffed(bytes(view[:16]), "<bytes>"))
     with gc_paused():
-        graph = get_backend(name).read_bytes(view, trusted=trusted)
+        graph = _read_or_foreign(backend, trusted, lambda: backend.read_bytes(view), view)
+        if not isinstance(graph, Graph):
+            return graph
         result = decode(graph, trusted=trusted, unknown=unknown, registry=registry, source="<bytes>")
         del graph  # freed while the collector is paused: it would scan the whole graph on resuming
     return result
+
+
+def _read_or_foreign(backend: Backend, trusted: bool, read: Callable[[], Graph], what: Any) -> Any:
+    """``read()``; for a pickle that ngser did not write and ``trusted``, the pickle's object."""
+    if not trusted or backend.name != "pickle":
+        return read()
+    from .backends.pickle_format import ForeignPickleError, PickleBackend
+
+    try:
+        return read()
+    except (ForeignPickleError, UnsafeLoadError):
+        assert isinstance(backend, PickleBackend)
+        if isinstance(what, io.IOBase) or hasattr(what, "seek"):
+            what.seek(0)
+        return backend.read_foreign(what)
+
+
+def _sniffed(head: bytes, source: str) -> str:
+    name = sniff(head)
+    if name is None:
+        what = "empty" if not head else f"data starting with {head[:8]!r}"
+        raise FormatError(f"{source}: not an ngser file ({what}); ngser reads msgpack, pickle and HDF5 files")
+    return name
 
 
 def sniff_file(path: PathLike) -> str:
@@ -166,30 +273,25 @@ def sniff_file(path: PathLike) -> str:
         raise FileAccessError(f"{source}: is a folder, not a file") from exc
     except OSError as exc:
         raise FileAccessError(f"{source}: cannot read: {exc.strerror or exc}") from exc
-    name = sniff(head)
-    if name is None:
-        what = "an empty file" if not head else f"data starting with {head[:8]!r}"
-        raise FormatError(f"{source}: not an ngser file ({what}); ngser reads msgpack, pickle and HDF5 files")
-    return name
+    if not head:
+        raise FormatError(f"{source}: not an ngser file (an empty file); ngser reads msgpack, pickle and HDF5 files")
+    return _sniffed(head, source)
 
 
-def read_graph(path: PathLike, *, trusted: bool = False) -> Graph:
+def read_graph(path: PathLike) -> Graph:
     """Read the graph stored in ``path`` without building any object (checksums are verified)."""
     name = sniff_file(path)
     with gc_paused():
-        return get_backend(name).read_path(path, trusted=trusted)
+        return get_backend(name).read_path(path)
 
 
-def read_graph_lazily(path: PathLike, *, trusted: bool = False) -> tuple[Graph, Callable[[], None] | None]:
+def read_graph_lazily(path: PathLike) -> tuple[Graph, Callable[[], None]]:
     """The graph of ``path`` with its arrays left in the file where the format allows it
     (msgpack, HDF5: each array is read and checked when loaded); pickle files are read
-    whole. Call the returned function, if any, to close the file."""
+    whole. Call the returned function to close the file."""
     backend = get_backend(sniff_file(path))
-    opener = getattr(backend, "open_lazy", None)
     with gc_paused():
-        if opener is not None:
-            return opener(os.fspath(path), trusted=trusted)  # type: ignore[no-any-return]
-        return backend.read_path(path, trusted=trusted), None
+        return backend.open_lazy(os.fspath(path))
 
 
 def write_graph(graph: Graph, path: PathLike, *, format: Format | None = None, **options: Any) -> None:

@@ -30,7 +30,7 @@ from . import __version__
 from .api import read_graph, read_graph_lazily, sniff_file, write_graph
 from .backends import format_for_path
 from .errors import NgserError
-from .graph import ArrayNode, Graph, ObjectNode, PairsDict, Ref
+from .graph import ArrayNode, Graph, Kind, ObjectNode, items, kind_of
 
 __all__ = ["main", "describe", "Progress"]
 
@@ -132,6 +132,9 @@ def describe(
     return "\n".join(lines)
 
 
+_CONTAINER_KINDS = (Kind.LIST, Kind.TUPLE, Kind.SET, Kind.FROZENSET, Kind.DICT, Kind.PAIRS)
+
+
 class _Structure:
     """The graph drawn from the root down; each object is expanded once."""
 
@@ -160,23 +163,21 @@ class _Structure:
 
     def value(self, key: str, value: Any, depth: int) -> None:
         head = f"{key}: " if key else ""
-        t = type(value)
-        if t is Ref:
+        kind = kind_of(value)
+        if kind is Kind.REF:
             self.ref(head, value.id, depth)
-        elif t in (list, tuple, set, frozenset):
-            items = list(value)
-            if self.emit(depth, f"{head}{t.__name__} ({len(items)} items)") and depth < self.max_depth:
-                self.items([(f"[{i}]", item) for i, item in enumerate(items)], depth + 1)
-            elif items and depth >= self.max_depth:
-                self.cut = True
-        elif t is dict or t is PairsDict:
-            pairs = list(value.items()) if t is dict else [(_short(k), v) for k, v in value.pairs]
-            if self.emit(depth, f"{head}dict ({len(pairs)} keys)") and depth < self.max_depth:
-                self.items([(str(k), v) for k, v in pairs], depth + 1)
-            elif pairs and depth >= self.max_depth:
-                self.cut = True
-        else:
+            return
+        if kind not in _CONTAINER_KINDS:
             self.emit(depth, f"{head}{_short(value)}")
+            return
+        pairs = items(value)
+        mapping = kind in (Kind.DICT, Kind.PAIRS)
+        what = f"dict ({len(pairs)} keys)" if mapping else f"{type(value).__name__} ({len(pairs)} items)"
+        if self.emit(depth, f"{head}{what}") and depth < self.max_depth:
+            labels = [(str(k) if kind is Kind.DICT else _short(k)) if mapping else f"[{k}]" for k, _ in pairs]
+            self.items([(label, v) for label, (_, v) in zip(labels, pairs)], depth + 1)
+        elif pairs and depth >= self.max_depth:
+            self.cut = True
 
     def items(self, pairs: list[tuple[str, Any]], depth: int) -> None:
         limit = len(pairs) if self.max_lines is None else 8

@@ -23,23 +23,23 @@ to its next serializer (pickle). See ``docs/distributed.md``.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from typing import Any
 
 from distributed.protocol.serialize import dask_deserialize, dask_serialize, register_serialization_family
 
 from .api import gc_paused
-from .backends import get_backend
-from .decoder import Decoder
-from .encoder import Encoder
-from .errors import UnsupportedTypeError
-from .registry import REGISTER_HOOKS, default_registry
-from .serializer import Serializer
+from .backends.pickle_format import PickleBackend
+from .errors import FormatError, UnsupportedTypeError
+from .graph._decoder import Decoder
+from .graph._encoder import Encoder
+from .serializers import Serializer, default_registry
+from .serializers.registry import REGISTER_HOOKS
 
 __all__ = ["FAMILY", "dumps", "loads", "register", "register_types"]
 
 FAMILY = "ngser"
+_BACKEND = PickleBackend()
 
 
 def dumps(obj: Any, context: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[Any]]:
@@ -58,10 +58,9 @@ def dumps(obj: Any, context: dict[str, Any] | None = None) -> tuple[dict[str, An
             graph = Encoder(default_registry).encode(obj)
     except UnsupportedTypeError as exc:
         raise NotImplementedError(str(exc)) from exc
-    buffers: list[pickle.PickleBuffer] = []
-    data = get_backend("pickle").write_bytes(graph, buffer_callback=buffers.append)
-    frames: list[Any] = [data, *(buffer.raw() for buffer in buffers)]
-    header = {"ngser-arrays": len(buffers), "writeable": (False,) + (True,) * len(buffers)}
+    frames = _BACKEND.write_frames(graph)
+    arrays = len(frames) - 1
+    header = {"ngser-arrays": arrays, "writeable": (False,) + (True,) * arrays}
     return header, frames
 
 
@@ -71,10 +70,9 @@ def loads(header: dict[str, Any], frames: Sequence[Any]) -> Any:
     Writable array frames become the arrays' memory without a copy; read-only ones are copied.
     """
     if not frames:
-        raise UnsupportedTypeError("an ngser dask message has no frames")
-    backend = get_backend("pickle")
+        raise FormatError("an ngser dask message has no frames")
     with gc_paused():
-        graph = backend.read_bytes(frames[0], buffers=[memoryview(f) for f in frames[1:]])  # type: ignore[call-arg]
+        graph = _BACKEND.read_frames(list(frames), "<dask frames>")
         return Decoder(default_registry, source="<dask frames>").decode(graph)
 
 

@@ -21,11 +21,36 @@ __all__ = [
     "SerializerError",
     "FileAccessError",
     "PickleProtocolError",
+    "ArgumentError",
+    "NotFoundError",
+    "StateError",
 ]
 
 
 class NgserError(Exception):
-    """Base class of every error ngser raises on purpose."""
+    """Base class of every error ngser raises on purpose.
+
+    An error raised while a particular object is saved or built carries where it happened:
+    :attr:`path` (the file, ``"<bytes>"``, or ``None``), :attr:`node` (the node id) and
+    :attr:`type_name` (the serializer's stable type name); the message starts with them.
+    """
+
+    path: str | None = None
+    node: int | None = None
+    type_name: str | None = None
+
+    def locate(self, *, path: str | None = None, node: int | None = None, type_name: str | None = None) -> NgserError:
+        """Record where this error happened and put it in front of the message, once;
+        returns ``self`` (for ``raise exc.locate(...)``)."""
+        if self.node is not None or self.type_name is not None:
+            return self  # located already, at the innermost node
+        self.path, self.node, self.type_name = path or None, node, type_name
+        parts = [p for p in (path, f"{type_name!r} (node {node})" if type_name else None) if p]
+        message = str(self.args[0]) if self.args else ""
+        prefix = ": ".join(parts)
+        if prefix and not message.startswith(prefix):
+            self.args = (f"{prefix}: {message}", *self.args[1:])
+        return self
 
 
 class FormatError(NgserError, ValueError):
@@ -69,3 +94,26 @@ class FileAccessError(NgserError, OSError):
 class PickleProtocolError(NgserError, pickle.PicklingError):
     """An object routed through ngser's pickle shim was pickled with protocol 0 or 1
     (NGSolve objects abort the process under those protocols); use protocol 2 or higher."""
+
+
+class ArgumentError(NgserError, ValueError, TypeError):
+    """A function of ngser was called with an argument it does not take (an unknown option, a
+    value out of range, a wrong type). Also a ``ValueError`` and a ``TypeError``, so code that
+    catches either keeps working."""
+
+
+class NotFoundError(NgserError, KeyError):
+    """A lookup by name, id or path found nothing (:meth:`ngser.FileView.load`,
+    :meth:`~ngser.FileView.array`). Also a ``KeyError``."""
+
+    def __str__(self) -> str:  # KeyError's own __str__ shows the message as a repr
+        return str(self.args[0]) if self.args else ""
+
+
+class StateError(FormatError):
+    """A serializer was handed a state it cannot build an object from.
+
+    The state came from a damaged or hand-made file, or through the pickle shim or
+    ``copy.deepcopy``; the message says what is wrong with the state. A
+    :class:`FormatError`, since the data is not in the form its serializer writes.
+    """

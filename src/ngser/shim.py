@@ -7,8 +7,7 @@ consult before an object's own ``__reduce_ex__``; classes are not patched. Share
 and cycles are kept by pickle's (and copy's) own memo::
 
     import pickle
-    import ngser
-    import ngser.shim  # installs the register hook (``import ngser`` will do this itself)
+    import ngser  # installs the register hook
 
     @ngser.register(name="geometry.Point")
     class Point: ...
@@ -56,8 +55,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .errors import NgserError, PickleProtocolError, RegistrationError, SerializerError, UnknownTypeError
-from .registry import REGISTER_HOOKS, default_registry
-from .serializer import Serializer, StateSerializer
+from .serializers import Serializer, SerializerRecord, default_registry
+from .serializers import registry as registry_module
+from .serializers.registry import REGISTER_HOOKS
 
 __all__ = ["PickleProtocolError", "install", "uninstall", "installed", "install_ngsolve", "MIN_PROTOCOL"]
 
@@ -98,11 +98,11 @@ class _Entry:
 
 
 # -- loading side ----------------------------------------------------------------------------
-def _find(name: str, hint: str | None) -> Serializer:
-    """The serializer registered under ``name``, importing ``hint`` (only it) if needed."""
+def _find(name: str, hint: str | None) -> SerializerRecord:
+    """The record of the serializer registered under ``name``, importing ``hint`` (only it) if needed."""
     if not isinstance(name, str):
         raise UnknownTypeError(f"a pickled ngser object has a type name of type {type(name).__name__}")
-    serializer = default_registry.for_name(name)
+    serializer = default_registry.record_for_name(name)
     if serializer is None and isinstance(hint, str) and _MODULE_NAME.match(hint) and hint not in sys.modules:
         try:
             importlib.import_module(hint)
@@ -112,7 +112,7 @@ def _find(name: str, hint: str | None) -> Serializer:
                 f"{hint!r}, the module that registered it when it was pickled, failed ({exc}). Install it or "
                 "import the package that registers that name."
             ) from exc
-        serializer = default_registry.for_name(name)
+        serializer = default_registry.record_for_name(name)
     if serializer is None:
         place = f" (importing {hint!r} did not register it)" if hint else ""
         raise UnknownTypeError(
@@ -122,7 +122,7 @@ def _find(name: str, hint: str | None) -> Serializer:
     return serializer
 
 
-def _upgrade(serializer: Serializer, version: int, state: Any) -> Any:
+def _upgrade(serializer: SerializerRecord, version: int, state: Any) -> Any:
     return default_registry.upgrade(serializer, version, state, "in a pickle")
 
 
@@ -130,25 +130,25 @@ def _rebuild(name: str, version: int, hint: str | None, state: Any) -> Any:
     serializer = _find(name, hint)
     state = _upgrade(serializer, version, state)
     try:
-        return serializer.load(state)
-    except NgserError:
-        raise
+        return serializer.build(state)
+    except NgserError as exc:
+        raise exc.locate(path="<pickle>", type_name=name) from None
     except Exception as exc:
         raise SerializerError(f"the serializer of {name!r} failed to load a pickled object: {exc}") from exc
 
 
-def _build_compatible(serializer: Serializer) -> bool:
-    """Whether pickle's BUILD opcode restores state exactly as ``serializer.fill`` would."""
-    return isinstance(serializer, StateSerializer) and type(serializer).fill is StateSerializer.fill
-
-
 def _create(name: str, version: int, hint: str | None) -> Any:
     serializer = _find(name, hint)
+    if serializer.create is None or serializer.fill is None:
+        raise SerializerError(
+            f"cannot unpickle {name!r}: it was pickled as a two-phase object, but the installed serializer "
+            "builds it in one phase; unpickle it with the serializer version that pickled it"
+        )
     try:
         obj = serializer.create()
     except Exception as exc:
         raise SerializerError(f"the serializer of {name!r} failed to create a pickled object: {exc}") from exc
-    if version == serializer.version and _build_compatible(serializer):
+    if version == serializer.version and serializer.pickle_build:
         return obj  # pickle's BUILD (or copy's state restore) applies the state
     namespace = getattr(obj, "__dict__", None)
     if not isinstance(namespace, dict):
@@ -157,9 +157,14 @@ def _create(name: str, version: int, hint: str | None) -> Any:
             "through the serializer's fill(), but its objects have no __dict__ to receive it"
         )
 
+    fill = serializer.fill
+
     def setstate(state: Any) -> None:
         namespace.pop("__setstate__", None)
-        serializer.fill(obj, _upgrade(serializer, version, state))
+        try:
+            fill(obj, _upgrade(serializer, version, state))
+        except NgserError as exc:
+            raise exc.locate(path="<pickle>", type_name=name) from None
 
     namespace["__setstate__"] = setstate
     return obj
@@ -173,21 +178,21 @@ _CREATE = _Entry("_CREATE", _create)
 def _reduce(obj: Any) -> Any:
     """The ``copyreg`` reducer of every installed class."""
     cls = type(obj)
-    serializer = default_registry.for_type(cls)
+    serializer = default_registry.record_for_type(cls)
     if serializer is None:  # unregistered since: pickle it as if never installed
         uninstall(cls)
         return obj.__reduce_ex__(4)
     hint = _HINTS.get(cls)
     try:
         state = serializer.dump(obj)
-    except NgserError:
-        raise
+    except NgserError as exc:
+        raise exc.locate(path="<pickle>", type_name=serializer.name) from None
     except Exception as exc:
         raise SerializerError(
             f"the serializer of {serializer.name!r} failed to dump an object of type {cls.__qualname__} for "
             f"pickling: {type(exc).__name__}: {exc}"
         ) from exc
-    if serializer.two_phase and (_build_compatible(serializer) or isinstance(getattr(obj, "__dict__", None), dict)):
+    if serializer.two_phase and (serializer.pickle_build or isinstance(getattr(obj, "__dict__", None), dict)):
         return (_CREATE, (serializer.name, serializer.version, hint), state)
     return (_REBUILD, (serializer.name, serializer.version, hint, state))
 
@@ -258,12 +263,16 @@ def install_ngsolve() -> list[type]:
     return classes
 
 
+#: ngser's modules between a user's register() call and the hook.
+_OWN_MODULES = frozenset({__name__, registry_module.__name__, "ngser.distributed"})
+
+
 def _registering_module() -> str | None:
     """The module that called :func:`ngser.register` (the first frame outside ngser's registry)."""
     frame = sys._getframe(1)
     while frame is not None:
         name = frame.f_globals.get("__name__")
-        if name not in ("ngser.shim", "ngser.registry", "ngser.distributed"):
+        if name not in _OWN_MODULES:
             return name if isinstance(name, str) else None
         frame = frame.f_back  # type: ignore[assignment]
     return None

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from .api import PathLike, decode, read_graph_lazily, sniff_file
-from .decoder import Unknown
-from .errors import NgserError
-from .graph import ArrayNode, Graph, ObjectNode, PairsDict, Ref
-from .registry import Registry
+from .errors import NotFoundError
+from .graph import ArrayNode, Graph, ObjectNode, PairsDict, Ref, iter_refs
+from .graph._decoder import Unknown
+from .serializers import Registry
 
 __all__ = ["open", "FileView", "ArrayInfo"]
 
@@ -47,7 +47,7 @@ class FileView:
         self.path = os.fspath(path)
         self.trusted = trusted
         self.format = sniff_file(self.path)
-        self.graph, self._closer = read_graph_lazily(self.path, trusted=trusted)
+        self.graph, self._closer = read_graph_lazily(self.path)
         self._nodes = {node.id: node for node in self.graph.nodes}
         self._arrays = {array.id: array for array in self.graph.arrays}
 
@@ -95,7 +95,7 @@ class FileView:
         if len(found) != 1:
             labels = ", ".join(sorted({str(a.label) for a in self.graph.arrays}))[:400]
             what = "no array" if not found else f"{len(found)} arrays"
-            raise NgserError(f"{self.path}: {what} called {key!r}; labels in the file: {labels}")
+            raise NotFoundError(f"{self.path}: {what} called {key!r}; labels in the file: {labels}")
         return found[0]
 
     def _target(self, key: int | str | None) -> Any:
@@ -103,7 +103,7 @@ class FileView:
             return self.graph.root
         if isinstance(key, int):
             if key not in self._nodes and key not in self._arrays:
-                raise NgserError(f"{self.path}: no node with id {key}")
+                raise NotFoundError(f"{self.path}: no node with id {key}")
             return Ref(key)
         value = self.graph.root
         for part in [p for p in key.split("/") if p]:
@@ -122,14 +122,14 @@ class FileView:
                     return v
         if isinstance(value, (list, tuple)) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
             return value[int(part)]
-        raise NgserError(f"{self.path}: nothing at {part!r} in the path {path!r}")
+        raise NotFoundError(f"{self.path}: nothing at {part!r} in the path {path!r}")
 
     # -- lifetime -----------------------------------------------------------------------
     def close(self) -> None:
-        """Release the file (open HDF5 handles, memory maps)."""
-        if self._closer is not None:
-            self._closer()
-            self._closer = None
+        """Release the file (open HDF5 handles). Closing twice is harmless."""
+        closer, self._closer = self._closer, None
+        if closer is not None:
+            closer()
 
     def __enter__(self) -> FileView:
         return self
@@ -150,20 +150,12 @@ def _subgraph(graph: Graph, root: Any) -> Graph:
     seen: set[int] = set()
     stack = [root]
     while stack:
-        value = stack.pop()
-        t = type(value)
-        if t is Ref:
-            if value.id not in seen:
-                seen.add(value.id)
-                node = nodes.get(value.id)
+        for ref, _ in iter_refs(stack.pop()):
+            if ref.id not in seen:
+                seen.add(ref.id)
+                node = nodes.get(ref.id)
                 if node is not None:
                     stack.append(node.state)
-        elif t in (list, tuple, set, frozenset):
-            stack.extend(value)
-        elif t is dict:
-            stack.extend(value.values())
-        elif t is PairsDict:
-            stack.extend(k for pair in value.pairs for k in pair)
     kept: list[ObjectNode] = [node for node in graph.nodes if node.id in seen]
     arrays = [array for array in graph.arrays if array.id in seen]
     return Graph(root, kept, arrays, graph.writers, graph.meta)

@@ -11,7 +11,7 @@ import pytest
 from ngsolve import x, y
 
 import ngser
-from ngser.registry import Registry
+from ngser.serializers import Registry
 from ngser.serializers.ngsolve import register_all, serializers
 
 

@@ -1,9 +1,15 @@
 """Backends: one file format each, and nothing about classes.
 
-A backend writes a :class:`~ngser.graph.Graph` and reads one back. Backends are
-looked up by format name (``"msgpack"``, ``"pickle"``, ``"hdf5"``), by file
-extension, or by the first bytes of a file; their modules are imported on first
-use, so ``import ngser`` does not import h5py.
+A backend writes a :class:`~ngser.graph.Graph` and reads one back; it imports no serializer,
+no registry, no encoder or decoder (``tests/test_layers.py`` checks). Backends are looked up
+by format name (``"msgpack"``, ``"pickle"``, ``"hdf5"``), by file extension, or by the first
+bytes of a file; their modules are imported on first use, so ``import ngser`` does not import
+h5py. The private modules here are the backends' shared I/O: the value codec (``_codec``),
+the array table and lazy arrays (``_arrays``), parallel checksums (``_checksum``) and
+write-behind flushing (``_writeback``).
+
+>>> backend = get_backend("msgpack")
+>>> graph = backend.read_bytes(backend.write_bytes(ngser.encode([1, 2])))
 """
 
 from __future__ import annotations
@@ -11,17 +17,19 @@ from __future__ import annotations
 import importlib
 import io
 import os
+from collections.abc import Callable
 from typing import IO, Any
 
-from ..errors import FormatError
+from ..errors import ArgumentError, FormatError
 from ..graph import Graph
-from ..writeback import WriteBehind, WriteBehindStream
+from ._writeback import WriteBehind, WriteBehindStream
 
 __all__ = [
     "Backend",
     "StreamBackend",
     "BACKENDS",
     "EXTENSIONS",
+    "PathLike",
     "available",
     "get_backend",
     "format_for_path",
@@ -31,13 +39,18 @@ __all__ = [
 PathLike = str | os.PathLike[str]
 
 
-class Backend:
-    """Base class of backends.
+def _nothing() -> None:
+    """The closer of a graph that holds no open file."""
 
-    Subclasses set ``name``, ``extensions`` and ``magic`` and implement the four
-    read/write methods. ``options`` are the format-specific keyword arguments of
-    :func:`ngser.save` (``compression=`` for HDF5); a backend rejects options it
-    does not know with :class:`~ngser.FormatError`.
+
+class Backend:
+    """The contract every backend fulfils.
+
+    Subclasses set ``name``, ``extensions`` and ``magic`` (or override :meth:`matches`) and
+    implement writing and reading for paths, binary file objects and bytes. ``options``
+    are the format-specific keyword arguments of :func:`ngser.save` (``compression=`` for
+    HDF5); :meth:`check_options` refuses others. Reading never runs code from the file:
+    there is no ``trusted`` here, since no backend builds objects.
     """
 
     name: str = ""
@@ -47,58 +60,81 @@ class Backend:
     options: tuple[str, ...] = ()
 
     def matches(self, head: bytes) -> bool:
-        """Whether a file starting with ``head`` is in this format."""
+        """Whether a file starting with ``head`` (16 bytes suffice) is in this format."""
         return bool(self.magic) and head.startswith(self.magic)
 
-    def write_path(self, graph: Graph, path: PathLike, **options: Any) -> None:
-        raise NotImplementedError
-
-    def write_bytes(self, graph: Graph, **options: Any) -> bytes:
-        raise NotImplementedError
-
-    def read_path(self, path: PathLike, *, trusted: bool = False) -> Graph:
-        raise NotImplementedError
-
-    def read_bytes(self, data: bytes | bytearray | memoryview, *, trusted: bool = False) -> Graph:
-        raise NotImplementedError
-
     def check_options(self, options: dict[str, Any]) -> None:
-        """Refuse options this format does not take."""
+        """Refuse options this format does not take (:class:`~ngser.ArgumentError`)."""
         unknown = sorted(set(options) - set(self.options))
         if unknown:
-            raise FormatError(
+            raise ArgumentError(
                 f"the {self.name} format takes no option {', '.join(unknown)}"
                 + (f" (it takes: {', '.join(self.options)})" if self.options else "")
             )
 
-
-class StreamBackend(Backend):
-    """A backend that writes to and reads from a binary stream."""
-
-    def write(self, graph: Graph, stream: IO[bytes], **options: Any) -> None:
+    # -- writing ------------------------------------------------------------------------
+    def write_path(self, graph: Graph, path: PathLike, **options: Any) -> None:
+        """Write ``graph`` as the file ``path`` (made anew; :func:`ngser.save` makes it atomic)."""
         raise NotImplementedError
 
-    def read(self, stream: IO[bytes], size: int, source: str, *, trusted: bool = False) -> Graph:
-        """Read a graph from ``stream``, whose total length is ``size`` bytes."""
+    def write_stream(self, graph: Graph, stream: IO[bytes], **options: Any) -> None:
+        """Write ``graph`` to a binary file object, from its current position."""
+        raise NotImplementedError
+
+    def write_bytes(self, graph: Graph, **options: Any) -> bytes:
+        """``graph`` as the bytes of a file."""
+        raise NotImplementedError
+
+    # -- reading ------------------------------------------------------------------------
+    def read_path(self, path: PathLike) -> Graph:
+        """The graph stored in the file ``path``, every checksum verified."""
+        raise NotImplementedError
+
+    def read_stream(self, stream: IO[bytes], source: str) -> Graph:
+        """The graph stored in a seekable binary file object, from position 0 to its end."""
+        raise NotImplementedError
+
+    def read_bytes(self, data: bytes | bytearray | memoryview) -> Graph:
+        """The graph stored in the bytes of a file."""
+        raise NotImplementedError
+
+    def open_lazy(self, path: PathLike) -> tuple[Graph, Callable[[], None]]:
+        """The graph of ``path`` with its arrays left in the file until loaded (each is read
+        and checked then), and the function that closes the file. Formats without an index
+        of their arrays read them all now."""
+        return self.read_path(path), _nothing
+
+
+class StreamBackend(Backend):
+    """A backend that writes its files front to back and reads them from a seekable stream:
+    subclasses implement :meth:`write_stream` and :meth:`read`."""
+
+    def read(self, stream: IO[bytes], size: int, source: str) -> Graph:
+        """Read a graph from ``stream`` (at position 0), whose total length is ``size`` bytes."""
         raise NotImplementedError
 
     def write_path(self, graph: Graph, path: PathLike, **options: Any) -> None:
         with open(path, "wb") as stream, WriteBehind(stream.fileno()) as behind:
-            self.write(graph, WriteBehindStream(stream, behind), **options)  # type: ignore[arg-type]
+            self.write_stream(graph, WriteBehindStream(stream, behind), **options)  # type: ignore[arg-type]
 
     def write_bytes(self, graph: Graph, **options: Any) -> bytes:
         stream = io.BytesIO()
-        self.write(graph, stream, **options)
+        self.write_stream(graph, stream, **options)
         return stream.getvalue()
 
-    def read_path(self, path: PathLike, *, trusted: bool = False) -> Graph:
+    def read_path(self, path: PathLike) -> Graph:
         with open(path, "rb", buffering=0) as stream:
             size = os.fstat(stream.fileno()).st_size
-            return self.read(stream, size, os.fspath(path), trusted=trusted)  # type: ignore[arg-type]
+            return self.read(stream, size, os.fspath(path))
 
-    def read_bytes(self, data: bytes | bytearray | memoryview, *, trusted: bool = False) -> Graph:
+    def read_stream(self, stream: IO[bytes], source: str) -> Graph:
+        size = stream.seek(0, os.SEEK_END)
+        stream.seek(0)
+        return self.read(stream, size, source)
+
+    def read_bytes(self, data: bytes | bytearray | memoryview) -> Graph:
         view = memoryview(data)
-        return self.read(io.BytesIO(view), view.nbytes, "<bytes>", trusted=trusted)
+        return self.read(io.BytesIO(view), view.nbytes, "<bytes>")
 
 
 #: Format name -> "module:class" of its backend.
@@ -122,13 +158,13 @@ _instances: dict[str, Backend] = {}
 
 
 def get_backend(name: str) -> Backend:
-    """The backend for the format ``name``."""
+    """The backend for the format ``name`` (:class:`~ngser.ArgumentError` for an unknown name)."""
     backend = _instances.get(name)
     if backend is not None:
         return backend
-    target = BACKENDS.get(name)
+    target = BACKENDS.get(name) if isinstance(name, str) else None
     if target is None:
-        raise FormatError(f"unknown format {name!r}; ngser knows {', '.join(sorted(BACKENDS))}")
+        raise ArgumentError(f"unknown format {name!r}; ngser knows {', '.join(sorted(BACKENDS))}")
     module_name, _, cls_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -156,7 +192,7 @@ def format_for_path(path: PathLike) -> str:
     name = EXTENSIONS.get(ext)
     if name is None:
         known = ", ".join(sorted(EXTENSIONS))
-        raise FormatError(
+        raise ArgumentError(
             f"{os.fspath(path)}: cannot tell the format from the extension {ext or '(none)'!r}; use one of "
             f"{known}, or pass format='msgpack', 'pickle' or 'hdf5'"
         )

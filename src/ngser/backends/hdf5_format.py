@@ -3,7 +3,7 @@
 A file is readable with h5py or ``h5ls -r`` alone: a mesh's coordinates are at
 ``/arrays/ngsolve.Mesh_0/points``, the node table at ``/ngser/nodes/*``. The graph
 (root value, node states, array table) is one msgpack document, ``/ngser/graph``,
-encoded as in the msgpack format; see :mod:`.hdf5_paths` and ``docs/format.md`` for
+encoded as in the msgpack format; see :mod:`.hdf5_layout` and ``docs/format.md`` for
 every group, dataset and attribute.
 
 >>> ngser.save({"mesh": mesh, "u": gfu}, "result.h5")
@@ -19,25 +19,26 @@ while the next array is written or read.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import uuid
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 import h5py
 import numpy as np
 
-from ..arrays import describe_dtype, raw_view
-from ..checksum import CrcJob, crc32_async
-from ..errors import FormatError, NgserError
+from ..errors import ArgumentError, FormatError, NgserError
 from ..graph import FORMAT_VERSION, ArrayNode, Graph
-from ..writeback import WriteBehind
 from . import Backend, PathLike
-from . import hdf5_paths as paths
-from .hdf5_reader import NATIVE, PACKED, RAW, graph_crc, read_file, why
-from .msgpack_format import pack_value_document
+from . import hdf5_layout as layout
+from ._arrays import ArrayEntry, describe_dtype
+from ._checksum import CrcJob, crc32_async
+from ._codec import pack_value_document
+from ._hdf5_reader import read_file, why
+from ._writeback import WriteBehind
 
 __all__ = ["HDF5Backend", "INLINE_LIMIT", "NAMED_DATASETS"]
 
@@ -85,16 +86,22 @@ class HDF5Backend(Backend):
             file.flush()
             return bytes(file.id.get_file_image())
 
+    def write_stream(self, graph: Graph, stream: IO[bytes], **options: Any) -> None:
+        """Write to a binary file object: the file is built in memory first (HDF5 must seek and
+        read back while it writes), so for large data save to a path."""
+        stream.write(self.write_bytes(graph, **options))
+
     # -- reading --------------------------------------------------------------------
-    def read_path(self, path: PathLike, *, trusted: bool = False) -> Graph:
+    def read_path(self, path: PathLike) -> Graph:
         source = os.fspath(path)
-        file = _open(source, source)
-        with file:
+        with _open(source, source) as file:
             return _guarded(source, read_file, file, source)
 
-    def open_lazy(self, path: PathLike, *, trusted: bool = False) -> tuple[Graph, Callable[[], None]]:
-        """The graph of ``path`` with its arrays left in the file until loaded (used by
-        :func:`ngser.open`); call the returned function to close the file."""
+    def read_stream(self, stream: IO[bytes], source: str) -> Graph:
+        with _open(stream, source) as file:
+            return _guarded(source, read_file, file, source)
+
+    def open_lazy(self, path: PathLike) -> tuple[Graph, Callable[[], None]]:
         source = os.fspath(path)
         file = _open(source, source)
         try:
@@ -103,17 +110,18 @@ class HDF5Backend(Backend):
             file.close()
             raise
 
-    def read_bytes(self, data: bytes | bytearray | memoryview, *, trusted: bool = False) -> Graph:
-        file = _open(bytes(data), "<bytes>")
-        with file:
+    def read_bytes(self, data: bytes | bytearray | memoryview) -> Graph:
+        with _open(bytes(data), "<bytes>") as file:
             return _guarded("<bytes>", read_file, file, "<bytes>")
 
 
-def _open(target: str | bytes, source: str) -> h5py.File:
-    """Open a file (by path) or a file image (bytes) for reading."""
+def _open(target: str | bytes | IO[bytes], source: str) -> h5py.File:
+    """Open a file (by path), a file image (bytes) or a binary file object for reading."""
     try:
         if isinstance(target, bytes):
             return h5py.File(h5py.h5f.open_file_image(target), "r")
+        if isinstance(target, io.IOBase) or hasattr(target, "read"):
+            return h5py.File(target, "r")
         return h5py.File(target, "r")
     except Exception as exc:
         raise FormatError(f"{source}: not a readable HDF5 file, or truncated ({why(exc)})") from exc
@@ -132,10 +140,10 @@ def _guarded(source: str, function: Callable[..., Graph], *args: Any, **kwargs: 
 def _filters(options: dict[str, Any]) -> dict[str, Any]:
     compression = options.get("compression")
     if compression not in _COMPRESSIONS:
-        raise FormatError(f"compression={compression!r} is not supported; use None, 'gzip' or 'lzf'")
+        raise ArgumentError(f"compression={compression!r} is not supported; use None, 'gzip' or 'lzf'")
     level = options.get("compression_level")
     if level is not None and (compression != "gzip" or type(level) is not int or not 0 <= level <= 9):
-        raise FormatError("compression_level= must be an integer from 0 to 9, and needs compression='gzip'")
+        raise ArgumentError("compression_level= must be an integer from 0 to 9, and needs compression='gzip'")
     if compression is None:
         return {}
     filters: dict[str, Any] = {"compression": compression, "shuffle": True}
@@ -149,45 +157,42 @@ def _write(file: h5py.File, graph: Graph, filters: dict[str, Any], direct: str |
     disk), uncompressed arrays go straight to their datasets' allocated space with
     ``pwrite`` while the checksums run on the pool, which is much faster than HDF5's own
     write path."""
-    table: list[list[Any]] = []
+    entries: list[ArrayEntry] = []
     packed: list[tuple[int, memoryview]] = []
     packed_size = 0
     dataset_count = 0
-    names = paths.ArrayPaths(graph.nodes)
-    pending: list[tuple[list[Any], CrcJob]] = []
+    names = layout.ArrayPaths(graph)
+    pending: list[tuple[ArrayEntry, CrcJob]] = []
     deferred: list[tuple[int, memoryview]] = []
     for array in graph.arrays:
         data = array.load()
-        if data.dtype.hasobject:
-            raise FormatError(f"array node {array.id} has dtype {data.dtype}, which holds Python objects")
-        view, fortran = raw_view(data)
-        nbytes = view.nbytes
-        entry = [array.id, describe_dtype(data.dtype), list(data.shape), fortran, PACKED, 0, nbytes, 0, array.label]
-        table.append(entry)
-        if nbytes < INLINE_LIMIT and not (array.label and dataset_count < NAMED_DATASETS):
-            packed_size = -(-packed_size // max(data.dtype.alignment, 1)) * max(data.dtype.alignment, 1)
-            entry[5] = packed_size
-            entry[7] = zlib.crc32(view)
+        entry, view = ArrayEntry.of(array.id, data, array.label)
+        entries.append(entry)
+        if view.nbytes < INLINE_LIMIT and not (array.label and dataset_count < NAMED_DATASETS):
+            align = max(data.dtype.alignment, 1)
+            packed_size = -(-packed_size // align) * align
+            entry.kind, entry.location, entry.crc = layout.KIND_PACKED, packed_size, zlib.crc32(view)
             packed.append((packed_size, view))
-            packed_size += nbytes
+            packed_size += view.nbytes
             continue
         dataset_count += 1
         pending.append((entry, crc32_async(view)))
         path = names.path_for(array)
-        entry[4], entry[5], offset = _write_dataset(file, path, array, data, view, fortran, filters, direct is not None)
+        entry.kind, offset = _write_dataset(file, path, array, data, view, entry.fortran, filters, direct is not None)
+        entry.location = path
         if offset is not None:
             deferred.append((offset, view))
     if deferred and direct is not None:
         _pwrite_all(direct, deferred)
     for entry, job in pending:
-        entry[7] = job.result()
-        file[entry[5]].attrs["crc32"] = np.uint32(entry[7])
+        entry.crc = job.result()
+        file[entry.location].attrs["crc32"] = np.uint32(entry.crc)
     buffer = np.zeros(packed_size, np.uint8)
     for offset, view in packed:
         buffer[offset : offset + view.nbytes] = np.frombuffer(view, np.uint8)
     if packed:
-        file.create_dataset(paths.PACKED, data=buffer, track_times=False)
-    _write_nodes(file, graph, table)
+        file.create_dataset(layout.PACKED, data=buffer, track_times=False)
+    _write_nodes(file, graph, [entry.row(layout.ROW) for entry in entries])
 
 
 def _pwrite_all(path: str, writes: list[tuple[int, memoryview]]) -> None:
@@ -214,19 +219,19 @@ def _write_dataset(
     fortran: bool,
     filters: dict[str, Any],
     direct: bool,
-) -> tuple[int, str, int | None]:
+) -> tuple[int, int | None]:
     """Make one array's dataset: native when HDF5 has its dtype, else as raw bytes. Returns
-    the storage kind, the path and, when ``direct`` allows and the dataset's bytes are
-    exactly the array's, the file offset where the caller must write them; otherwise
-    the data is written here."""
+    the storage kind and, when ``direct`` allows and the dataset's bytes are exactly the
+    array's, the file offset where the caller must write them; otherwise the data is
+    written here."""
     if _native(data.dtype):
-        kind = NATIVE
+        kind = layout.KIND_NATIVE
         source = np.frombuffer(view, np.uint8).view(data.dtype) if view.nbytes else np.empty(0, data.dtype)
         shape = data.shape[::-1] if fortran else data.shape
         source = source.reshape(shape)
         dtype = data.dtype
     else:
-        kind, source, dtype, shape = RAW, np.frombuffer(view, np.uint8), np.dtype(np.uint8), (view.nbytes,)
+        kind, source, dtype, shape = layout.KIND_RAW, np.frombuffer(view, np.uint8), np.dtype(np.uint8), (view.nbytes,)
     options: dict[str, Any] = dict(filters) if filters and view.nbytes and shape else {}
     if options:
         options["chunks"] = True  # h5py's guess: chunks of up to about 1 MiB
@@ -250,12 +255,12 @@ def _write_dataset(
     attrs["id"] = array.id
     if array.label:
         attrs["label"] = array.label
-    if kind == RAW:
+    if kind == layout.KIND_RAW:
         attrs["dtype"] = json.dumps(describe_dtype(data.dtype))
         attrs["shape"] = json.dumps(list(data.shape))
     if fortran:
         attrs["fortran"] = True
-    return kind, path, offset
+    return kind, offset
 
 
 def _write_nodes(file: h5py.File, graph: Graph, table: list[list[Any]]) -> None:
@@ -268,17 +273,17 @@ def _write_nodes(file: h5py.File, graph: Graph, table: list[list[Any]]) -> None:
     types = np.fromiter(map(type_index.__getitem__, type_names), "<u4", count)
     versions = np.fromiter(flat[2::4], "<i8", count)
     doc = pack_value_document({"root": graph.root, "states": flat[3::4], "arrays": table})
-    crc = graph_crc(doc, ids, types, versions, names)
-    group = file.require_group(paths.GROUP)
-    file.create_dataset(paths.GRAPH, data=np.frombuffer(doc, np.uint8), track_times=False)
-    file.create_dataset(paths.NODE_IDS, data=ids, track_times=False)
-    file.create_dataset(paths.NODE_TYPES, data=types, track_times=False)
-    file.create_dataset(paths.NODE_VERSIONS, data=versions, track_times=False)
+    crc = layout.graph_crc(doc, ids, types, versions, names)
+    group = file.require_group(layout.GROUP)
+    file.create_dataset(layout.GRAPH, data=np.frombuffer(doc, np.uint8), track_times=False)
+    file.create_dataset(layout.NODE_IDS, data=ids, track_times=False)
+    file.create_dataset(layout.NODE_TYPES, data=types, track_times=False)
+    file.create_dataset(layout.NODE_VERSIONS, data=versions, track_times=False)
     encoded = [name.encode("utf-8", "surrogatepass") for name in names]
     width = max(map(len, encoded), default=1) or 1
     # fixed-width UTF-8 strings: variable-length ones live in HDF5's global heap, whose
     # damaged copies can hang HDF5's reader (tests/fuzz_regressions/hdf5-dataset-read-hang.bin)
-    file.create_dataset(paths.TYPES, data=np.array(encoded, f"S{width}"), track_times=False)
+    file.create_dataset(layout.TYPES, data=np.array(encoded, f"S{width}"), track_times=False)
     group.attrs["format"] = FORMAT_VERSION
     # fixed-width (np.bytes_) text attributes: no global heap (see the type names above)
     group.attrs["ngser"] = np.bytes_(str(graph.meta.get("ngser", "")).encode())

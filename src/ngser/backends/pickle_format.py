@@ -13,32 +13,38 @@ without a copy), out-of-band when the caller of :meth:`PickleBackend.write_bytes
 a ``buffer_callback``. The outer tuple is read by a bounded pure-Python unpickler, so a
 damaged length or memo index cannot make the reader allocate more than the file holds.
 
-Loading uses :class:`RestrictedUnpickler`, which resolves only the names ngser
-writes; any other global (``os.system``...) raises :class:`~ngser.UnsafeLoadError`
-before it is looked up, unless the caller passed ``trusted=True``.
+Loading uses :class:`RestrictedUnpickler`, which resolves no global at all: any global
+(``os.system``...) raises :class:`~ngser.UnsafeLoadError` before it is looked up. A pickle
+that ngser did not write is refused with :class:`ForeignPickleError`; the front-end loads it
+with :meth:`PickleBackend.read_foreign` only when its caller passed ``trusted=True``.
+
+For dask and other transports, :meth:`PickleBackend.write_frames` and :meth:`~PickleBackend.read_frames`
+carry the arrays as separate zero-copy frames (out-of-band ``PickleBuffer``).
 """
 
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import zlib
-from collections.abc import Callable, Iterable
 from typing import IO, Any, ClassVar
 
 import numpy as np
 
-from ..arrays import check_shape, describe_dtype, parse_dtype, raw_view
-from ..checksum import crc32, crc32_async
 from ..errors import FormatError, UnsafeLoadError
 from ..graph import FORMAT_VERSION, ArrayNode, Graph
-from . import StreamBackend
-from .msgpack_format import _checked_flat, check_format, pack_value_document, unpack_value_document
+from . import PathLike, StreamBackend
+from ._arrays import ArrayEntry
+from ._checksum import crc32, crc32_async
+from ._codec import check_format, checked_flat, pack_value_document, unpack_value_document
 
-__all__ = ["PickleBackend", "RestrictedUnpickler", "ForeignPickle", "TAG"]
+__all__ = ["PickleBackend", "RestrictedUnpickler", "ForeignPickleError", "TAG", "ROW"]
 
 TAG = "ngser.graph"
 PROTOCOL = 5
+#: The array table's row layout (format version 1); the bytes are the outer tuple's buffers.
+ROW = ("id", "dtype", "shape", "fortran", "crc", "label")
 
 
 #: The globals an untrusted load may resolve: none. ngser's pickles hold only tuples, bytes and
@@ -46,13 +52,8 @@ PROTOCOL = 5
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {}
 
 
-class ForeignPickle:
-    """A pickle that ngser did not write, loaded with ``trusted=True``: ``obj`` is its content."""
-
-    __slots__ = ("obj",)
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
+class ForeignPickleError(FormatError):
+    """A readable pickle, but not one ngser wrote (nothing in it was run)."""
 
 
 class _BoundedReader:
@@ -93,18 +94,17 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
     the bytes left before anything is allocated, and unless ``trusted`` it resolves only
     :data:`ALLOWED_GLOBALS` (none)."""
 
-    def __init__(self, reader: _BoundedReader, *, trusted: bool, source: str, buffers: Any) -> None:
-        super().__init__(reader, buffers=buffers)  # type: ignore[arg-type]
-        self._reader, self._trusted, self._source = reader, trusted, source
+    def __init__(self, reader: _BoundedReader, *, source: str, buffers: Any) -> None:
+        super().__init__(reader, buffers=buffers)
+        self._reader, self._source = reader, source
 
     def find_class(self, module: str, name: str) -> Any:
-        if self._trusted:
-            return super().find_class(module, name)
         found = ALLOWED_GLOBALS.get((module, name))
         if found is None:
             raise UnsafeLoadError(
                 f"{self._source}: the pickle asks for {module}.{name}, which ngser does not write; loading it "
-                "could run code. Nothing was run. Pass trusted=True only if you trust where the file came from."
+                "could run code. Nothing was run. Load it with trusted=True (the command line: --trusted) only "
+                "if you trust where the file came from."
             )
         return found
 
@@ -169,98 +169,100 @@ class PickleBackend(StreamBackend):
 
     def document(self, graph: Graph) -> tuple[Any, ...]:
         """The outer tuple: everything but the array bytes is inside the checksummed graph pickle."""
-        table, buffers, jobs = [], [], []
+        entries, buffers, jobs = [], [], []
         for array in graph.arrays:
-            data = array.load()
-            view, fortran = raw_view(data)
+            entry, view = ArrayEntry.of(array.id, array.load(), array.label)
             jobs.append(crc32_async(view))
-            table.append([array.id, describe_dtype(data.dtype), list(data.shape), fortran, 0, array.label])
+            entries.append(entry)
             buffers.append(pickle.PickleBuffer(view))
-        for entry, job in zip(table, jobs):
-            entry[4] = job.result()
+        for entry, job in zip(entries, jobs):
+            entry.crc = job.result()
         header = {"ngser": graph.meta.get("ngser", ""), "writers": graph.writers}
-        inner = pack_value_document([header, graph.root, graph.flat_nodes, table])
+        inner = pack_value_document([header, graph.root, graph.flat_nodes, [e.row(ROW) for e in entries]])
         return (TAG, FORMAT_VERSION, inner, zlib.crc32(inner), buffers)
 
-    def write(self, graph: Graph, stream: IO[bytes], **options: Any) -> None:
+    def write_stream(self, graph: Graph, stream: IO[bytes], **options: Any) -> None:
         self.check_options(options)
         pickle.Pickler(stream, protocol=PROTOCOL).dump(self.document(graph))
 
-    def write_bytes(
-        self, graph: Graph, *, buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None, **options: Any
-    ) -> bytes:
-        """Pickle ``graph``; with ``buffer_callback`` array bytes go out-of-band (zero copy)."""
-        self.check_options(options)
-        return pickle.dumps(self.document(graph), protocol=PROTOCOL, buffer_callback=buffer_callback)
+    def write_frames(self, graph: Graph) -> list[Any]:
+        """``graph`` as frames for a transport: ``[pickle bytes, array 0 bytes, array 1 bytes, ...]``.
+        The array frames are memoryviews of the arrays' own memory (no copy)."""
+        buffers: list[pickle.PickleBuffer] = []
+        data = pickle.dumps(self.document(graph), protocol=PROTOCOL, buffer_callback=buffers.append)
+        return [data, *(buffer.raw() for buffer in buffers)]
 
-    def read(
-        self,
-        stream: IO[bytes],
-        size: int,
-        source: str,
-        *,
-        trusted: bool = False,
-        buffers: Iterable[Any] | None = None,
-    ) -> Graph:
+    def read(self, stream: IO[bytes], size: int, source: str) -> Graph:
+        return self._read(stream, size, source, None)
+
+    def read_frames(self, frames: list[Any], source: str = "<frames>") -> Graph:
+        """The graph of :meth:`write_frames` output. Writable array frames become the arrays'
+        memory without a copy; read-only ones are copied."""
+        if not frames:
+            raise FormatError(f"{source}: no frames")
+        view = memoryview(frames[0])
+        return self._read(io.BytesIO(view), view.nbytes, source, [memoryview(f) for f in frames[1:]])
+
+    def read_foreign(self, path: PathLike | IO[bytes] | bytes | bytearray | memoryview) -> Any:
+        """Load a pickle ngser did not write, as :func:`pickle.load` does: this runs whatever
+        code the pickle names. Only for callers that trust the file (``trusted=True``)."""
+        if isinstance(path, (bytes, bytearray, memoryview)):
+            obj = pickle.loads(path)
+        elif isinstance(path, (str, os.PathLike)):
+            with open(path, "rb") as stream:
+                obj = pickle.load(stream)
+        else:
+            obj = pickle.load(path)
+        if isinstance(obj, tuple) and obj and obj[0] == TAG:  # ngser's layout, with something foreign inside
+            raise FormatError("a pickle in ngser's layout that holds objects ngser never writes; it is damaged")
+        return obj
+
+    def _read(self, stream: IO[bytes], size: int, source: str, buffers: list[memoryview] | None) -> Graph:
         reader = _BoundedReader(stream, size, source)
         try:
-            doc = RestrictedUnpickler(reader, trusted=trusted, source=source, buffers=buffers).load()
+            doc = RestrictedUnpickler(reader, source=source, buffers=buffers).load()
         except (FormatError, UnsafeLoadError):
             raise
         except MemoryError as exc:
             raise FormatError(f"{source}: the pickle declares an object larger than memory; it is damaged") from exc
         except Exception as exc:
-            if trusted and not isinstance(exc, (pickle.UnpicklingError, EOFError, ValueError, KeyError)):
-                raise
             raise FormatError(f"{source}: not a readable pickle ({type(exc).__name__}: {exc})") from exc
         if not (isinstance(doc, tuple) and len(doc) == 5 and doc[0] == TAG):
-            if trusted:
-                return Graph(ForeignPickle(doc), [], [], {}, {"foreign": True})
-            raise FormatError(f"{source}: a pickle, but not one written by ngser")
-        return self._graph(doc, source, trusted)
-
-    def read_bytes(
-        self, data: bytes | bytearray | memoryview, *, trusted: bool = False, buffers: Iterable[Any] | None = None
-    ) -> Graph:
-        view = memoryview(data)
-        return self.read(io.BytesIO(view), view.nbytes, "<bytes>", trusted=trusted, buffers=buffers)
-
-    def _graph(self, doc: tuple[Any, ...], source: str, trusted: bool) -> Graph:
-        _, version, inner, inner_crc, buffers = doc
-        check_format(version, source)
-        if not isinstance(inner, bytes) or zlib.crc32(inner) != inner_crc:
-            raise FormatError(f"{source}: the graph is damaged (checksum mismatch)")
-        body = unpack_value_document(inner, source)
-        if not (isinstance(body, list) and len(body) == 4):
-            raise FormatError(f"{source}: the graph is damaged")
-        header, root, flat, table = body
-        if not isinstance(header, dict) or not isinstance(header.get("writers"), dict):
-            raise FormatError(f"{source}: the header is damaged")
-        flat = _checked_flat(flat, source)
-        if not isinstance(table, list) or not isinstance(buffers, list) or len(table) != len(buffers):
-            raise FormatError(f"{source}: the array table is damaged")
-        arrays = [_array(entry, buffer, source) for entry, buffer in zip(table, buffers)]
-        meta = {"ngser": header.get("ngser"), "format": version}
-        return Graph.from_flat(root, flat, arrays, header["writers"], meta)
+            raise ForeignPickleError(
+                f"{source}: a pickle, but not one written by ngser; load it with trusted=True (it may run code) "
+                "if you trust where it came from"
+            )
+        return _graph(doc, source)
 
 
-def _array(entry: Any, buffer: Any, source: str) -> ArrayNode:
-    if not (isinstance(entry, list) and len(entry) == 6):
-        raise FormatError(f"{source}: an array table entry is damaged")
-    nid, descr, shape, fortran, crc, label = entry
-    where = f"{source}: array node {nid}"
-    dtype = parse_dtype(descr, where)
-    shape = check_shape(shape, where)
+def _graph(doc: tuple[Any, ...], source: str) -> Graph:
+    _, version, inner, inner_crc, buffers = doc
+    check_format(version, source)
+    if not isinstance(inner, bytes) or zlib.crc32(inner) != inner_crc:
+        raise FormatError(f"{source}: the graph is damaged (checksum mismatch)")
+    body = unpack_value_document(inner, source)
+    if not (isinstance(body, list) and len(body) == 4):
+        raise FormatError(f"{source}: the graph is damaged")
+    header, root, flat, table = body
+    if not isinstance(header, dict) or not isinstance(header.get("writers"), dict):
+        raise FormatError(f"{source}: the header is damaged")
+    flat = checked_flat(flat, source)
+    if not isinstance(table, list) or not isinstance(buffers, list) or len(table) != len(buffers):
+        raise FormatError(f"{source}: the array table is damaged")
+    arrays = [_array(ArrayEntry.parse(row, ROW, source), buffer) for row, buffer in zip(table, buffers)]
+    meta = {"ngser": header.get("ngser"), "format": version}
+    return Graph.from_flat(root, flat, arrays, header["writers"], meta)
+
+
+def _array(entry: ArrayEntry, buffer: Any) -> ArrayNode:
     if isinstance(buffer, pickle.PickleBuffer):
         buffer = buffer.raw()
     if not isinstance(buffer, (bytes, bytearray, memoryview)):
-        raise FormatError(f"{where}: its data is not a byte buffer")
+        raise FormatError(f"{entry.where}: its data is not a byte buffer")
     nbytes = memoryview(buffer).nbytes
-    if int(np.prod(shape, dtype=object)) * dtype.itemsize != nbytes:
-        raise FormatError(f"{where}: {nbytes} bytes do not hold {shape} elements of {dtype}")
-    if crc32(buffer) != crc:
-        raise FormatError(f"{where} ({label or 'unnamed'}): the array data is damaged (checksum mismatch)")
+    if entry.nbytes != nbytes:
+        raise FormatError(f"{entry.where}: {nbytes} bytes do not hold {entry.shape} elements of {entry.dtype}")
     if isinstance(buffer, bytes) or memoryview(buffer).readonly:
         buffer = bytearray(buffer)
-    data = np.frombuffer(buffer, np.uint8).view(dtype).reshape(shape, order="F" if fortran else "C")
-    return ArrayNode(nid, data, label if isinstance(label, str) else None)
+    data = entry.array(np.frombuffer(buffer, np.uint8), crc32(buffer))
+    return ArrayNode(entry.id, data, entry.label)

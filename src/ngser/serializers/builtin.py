@@ -9,8 +9,8 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from ..registry import Registry
-from ..serializer import Serializer
+from .base import Serializer
+from .registry import Registry
 
 __all__ = ["CloudpickleSerializer", "CLOUDPICKLE", "STANDARD", "register_all"]
 
@@ -49,8 +49,8 @@ class _Standard(Serializer):
     """A standard-library type rebuilt from one constructor argument list."""
 
     def __init__(self, cls: type, name: str, dump: Any, load: Any) -> None:
-        self.name = name  # type: ignore[misc]
-        self.types = (cls,)  # type: ignore[misc]
+        self.name = name
+        self.types = (cls,)
         self._dump, self._load = dump, load
 
     def dump(self, obj: Any) -> Any:
@@ -64,8 +64,8 @@ class _Mutable(Serializer):
     """A mutable standard container: created empty, then filled (so cycles through it work)."""
 
     def __init__(self, cls: type, name: str, dump: Any, fill: Any) -> None:
-        self.name = name  # type: ignore[misc]
-        self.types = (cls,)  # type: ignore[misc]
+        self.name = name
+        self.types = (cls,)
         self._cls, self._dump, self._fill = cls, dump, fill
 
     def dump(self, obj: Any) -> Any:

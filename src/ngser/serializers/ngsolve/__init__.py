@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ...registry import Registry
-    from ...serializer import Serializer
+    from ..base import Serializer
+    from ..registry import Registry
 
 __all__ = ["register_all", "serializers"]
 

@@ -14,7 +14,7 @@ from typing import Any
 import ngsolve.fem as fem
 
 from ...errors import FormatError, UnsupportedTypeError
-from ...serializer import Serializer
+from ..base import Serializer
 from .native import check_bytes
 
 __all__ = ["CoefficientFunctionSerializer", "ParameterSerializer"]

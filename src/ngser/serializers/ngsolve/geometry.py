@@ -12,7 +12,7 @@ import importlib
 from typing import Any
 
 from ...errors import FormatError
-from ...serializer import Serializer
+from ..base import Serializer
 from .native import archive_state, restore_archive
 
 __all__ = ["geometry_serializers", "is_real_geometry"]
@@ -49,8 +49,8 @@ class GeometrySerializer(Serializer):
 
     def __init__(self, cls: type, name: str) -> None:
         self.cls = cls
-        self.name = name  # type: ignore[misc]
-        self.types = (cls,)  # type: ignore[misc]
+        self.name = name
+        self.types = (cls,)
 
     def dump(self, obj: Any) -> Any:
         state = archive_state(obj, f"the {self.name} geometry")

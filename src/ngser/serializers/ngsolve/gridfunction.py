@@ -13,7 +13,7 @@ import ngsolve.comp as comp
 import numpy as np
 
 from ...errors import FormatError
-from ...serializer import Serializer
+from ..base import Serializer
 from .identity import canonical
 
 __all__ = ["GridFunctionSerializer", "ComponentGridFunctionSerializer"]

@@ -17,7 +17,7 @@ import ngsolve
 import numpy as np
 
 from ...errors import FormatError
-from ...serializer import Serializer
+from ..base import Serializer
 
 __all__ = ["NetgenMeshSerializer", "MeshSerializer", "dump_netgen_mesh", "load_netgen_mesh"]
 

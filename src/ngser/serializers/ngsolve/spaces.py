@@ -17,7 +17,7 @@ import numpy as np
 import pyngcore
 
 from ...errors import FormatError, UnsupportedTypeError
-from ...serializer import Serializer
+from ..base import Serializer
 from .native import archive_state, restore_archive
 
 __all__ = ["space_serializers", "LEAF_SPACES"]

@@ -1,15 +1,8 @@
-"""The object graph: the small, fixed vocabulary between serializers and backends.
+"""The object graph: what serializers produce and backends store.
 
-A serializer turns one object into a *state* built from graph values; a backend
-writes a :class:`Graph` and reads it back. Neither knows about the other.
-
-Graph values are
-
-* ``None``, ``bool``, ``int`` (any size), ``float``, ``complex``, ``str``, ``bytes``;
-* ``list``, ``tuple``, ``set``, ``frozenset``, ``dict`` with ``str`` keys, and
-  :class:`PairsDict` for dicts with other keys (kept in insertion order);
-* numpy scalars (``numpy.generic``, not of object dtype);
-* :class:`Ref`, a reference to an entry of the node table by its integer id.
+A serializer turns one object into a *state* built from graph values (see
+:mod:`ngser.graph._values` for the vocabulary); a backend writes a :class:`Graph` and
+reads it back. Neither knows about the other.
 
 A :class:`Graph` has a root value, a table of :class:`ObjectNode` (in post order:
 an object's children come before it unless a cycle runs through it) and a table
@@ -26,17 +19,21 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._values import iter_refs, values_equal
+
 __all__ = [
     "FORMAT_VERSION",
     "MAX_DEPTH",
     "ArrayNode",
     "Graph",
     "ObjectNode",
-    "PairsDict",
     "RawNode",
-    "Ref",
     "make_node",
+    "NodeTuple",
 ]
+
+#: ``(id, name, version, state)``: one entry of the node table, in either form.
+NodeTuple = tuple[Any, Any, Any, Any]
 
 #: Version of the graph encoding that every backend writes. Readers refuse newer files.
 FORMAT_VERSION = 1
@@ -45,47 +42,6 @@ FORMAT_VERSION = 1
 #: are refused with :class:`ngser.GraphError`; objects with serializers do not count,
 #: so chains of registered objects may be arbitrarily long.
 MAX_DEPTH = 256
-
-
-class Ref:
-    """A reference to the node (object or array) with id :attr:`id`."""
-
-    __slots__ = ("id",)
-
-    def __init__(self, id: int) -> None:
-        self.id = id
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is Ref and other.id == self.id
-
-    def __hash__(self) -> int:
-        return hash(("ngser.Ref", self.id))
-
-    def __repr__(self) -> str:
-        return f"Ref({self.id})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Ref, (self.id,))
-
-
-class PairsDict:
-    """A dict whose keys are not all strings, kept as a list of ``(key, value)`` pairs."""
-
-    __slots__ = ("pairs",)
-
-    def __init__(self, pairs: list[tuple[Any, Any]]) -> None:
-        self.pairs = pairs
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is PairsDict and other.pairs == self.pairs
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"PairsDict({self.pairs!r})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (PairsDict, (self.pairs,))
 
 
 class ObjectNode(NamedTuple):
@@ -126,15 +82,22 @@ class ArrayNode:
     ``data`` is a :class:`numpy.ndarray`, or for lazily read files any object with
     ``dtype``, ``shape`` and ``__array__`` (an h5py dataset, a memory map).
     ``label`` is an optional readable name (``"ngsolve.Mesh/points"``) that
-    backends may use to place the array where people look for it.
+    backends may use to place the array where people look for it. ``owner`` and
+    ``key`` say where the array was found: the id of the object node whose state
+    holds it directly under the dict key ``key``. The encoder records them; for a graph
+    read from a file :meth:`Graph.array_owners` finds them in one pass.
     """
 
-    __slots__ = ("data", "id", "label")
+    __slots__ = ("data", "id", "key", "label", "owner")
 
-    def __init__(self, id: int, data: Any, label: str | None = None) -> None:
+    def __init__(
+        self, id: int, data: Any, label: str | None = None, owner: int | None = None, key: str | None = None
+    ) -> None:
         self.id = id
         self.data = data
         self.label = label
+        self.owner = owner
+        self.key = key
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -148,7 +111,7 @@ class ArrayNode:
     def nbytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
-    def load(self) -> np.ndarray:
+    def load(self) -> np.ndarray[Any, Any]:
         """The array itself, read into memory if it was read lazily."""
         if isinstance(self.data, np.ndarray):
             return self.data
@@ -214,35 +177,66 @@ class Graph:
         """
         if len(flat) % 4:
             raise ValueError("a flat node table has 4 entries per node")
-        graph = cls(root, None, arrays, writers, meta)  # type: ignore[arg-type]
-        graph._flat = flat
+        graph = cls(root, [], arrays, writers, meta)
+        graph._nodes, graph._flat = None, flat
         return graph
 
     @property
     def nodes(self) -> list[ObjectNode]:
         """The node table, children before parents."""
         if self._nodes is None:
-            self._nodes = nodes_from_flat(self._flat)  # type: ignore[arg-type]
+            self._nodes = nodes_from_flat(self._flat or [])
         return self._nodes
 
     @property
     def flat_nodes(self) -> list[Any]:
         """The node table as one flat list ``[id, name, version, state, id, ...]``."""
         if self._flat is None:
-            self._flat = flatten_nodes(self._nodes)  # type: ignore[arg-type]
+            self._flat = flatten_nodes(self._nodes or [])
         return self._flat
 
-    def node_tuples(self) -> Iterator[tuple[Any, Any, Any, Any]]:
+    def node_tuples(self) -> Iterator[NodeTuple]:
         """``(id, name, version, state)`` for each node in table order, from either form."""
         if self._nodes is not None:
             return iter(self._nodes)
-        items = iter(self._flat)  # type: ignore[arg-type]
+        items = iter(self._flat or [])
         return zip(items, items, items, items)
 
     @property
     def node_count(self) -> int:
         """The number of object nodes."""
-        return len(self._nodes) if self._nodes is not None else len(self._flat) // 4  # type: ignore[arg-type]
+        return len(self._nodes) if self._nodes is not None else len(self._flat or []) // 4
+
+    def array_owners(self) -> dict[int, tuple[int, str | None]]:
+        """``{array id: (owner node id, dict key or None)}`` for every array an object's
+        state refers to, as the encoder records them in :attr:`ArrayNode.owner` and
+        :attr:`ArrayNode.key` (taken from there where set). For arrays read from a file: the
+        node whose type and key the array's label names, else the first node in table order
+        that refers to it. One pass over every state: linear in the size of the graph.
+        """
+        owners: dict[int, tuple[int, str | None]] = {}
+        labels: dict[int, tuple[str, str]] = {}
+        for array in self.arrays:
+            if array.owner is not None:
+                owners[array.id] = (array.owner, array.key)
+            else:
+                type_name, _, key = (array.label or "").partition("/")
+                labels[array.id] = (type_name, key)
+        if not labels:
+            return owners
+        first: dict[int, tuple[int, str | None]] = {}
+        for nid, name, _, state in self.node_tuples():
+            for ref, key in iter_refs(state):
+                wanted = labels.get(ref.id)
+                if wanted is None or ref.id in owners:
+                    continue
+                if wanted == (name, key):
+                    owners[ref.id] = (nid, key)
+                else:
+                    first.setdefault(ref.id, (nid, key))
+        for array_id, owner in first.items():
+            owners.setdefault(array_id, owner)
+        return owners
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -278,24 +272,8 @@ class RawNode:
         return f"RawNode(name={self.name!r}, version={self.version})"
 
 
-def values_equal(a: Any, b: Any) -> bool:
-    """Structural equality of graph values that treats NaN as equal to NaN and
-    compares numpy scalars by dtype and bytes."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, np.generic):
-        return a.dtype == b.dtype and a.tobytes() == b.tobytes()
-    if type(a) is float:
-        return a == b or (a != a and b != b)
-    if type(a) is complex:
-        return values_equal(a.real, b.real) and values_equal(a.imag, b.imag)
-    if type(a) in (list, tuple):
-        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b))
-    if type(a) is dict:
-        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
-    if type(a) is PairsDict:
-        return values_equal(a.pairs, b.pairs)
-    return bool(a == b)
+for _cls in (ObjectNode, ArrayNode, Graph, RawNode):  # pickles name the public package
+    _cls.__module__ = "ngser.graph"
 
 
 def _short(value: Any) -> str:

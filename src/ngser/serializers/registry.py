@@ -20,10 +20,11 @@ from collections.abc import Callable
 from importlib import metadata
 from typing import Any, TypeVar, overload
 
-from .errors import RegistrationError, UnknownTypeError, UnsupportedTypeError, VersionError
-from .serializer import FunctionSerializer, Serializer
+from ..errors import RegistrationError, UnknownTypeError, UnsupportedTypeError, VersionError
+from ._record import SerializerRecord, record_of
+from .base import FunctionSerializer, Serializer
 
-__all__ = ["Registry", "default_registry", "register", "migration", "unregister"]
+__all__ = ["Registry", "SerializerRecord", "default_registry", "register", "migration", "unregister"]
 
 T = TypeVar("T")
 Migration = Callable[[Any], Any]
@@ -43,12 +44,18 @@ BUILTIN_PROVIDERS: dict[str, str] = {
 
 
 class Registry:
-    """Maps classes and type names to serializers, and holds migrations."""
+    """Maps classes and type names to serializers, and holds migrations.
+
+    Each serializer is normalised once, when it is added, into a
+    :class:`~ngser.serializers.registry.SerializerRecord`; the encoder, decoder and pickle
+    shim look records up (:meth:`record_for_type`, :meth:`record_for_name`), users look
+    serializers up (:meth:`for_type`, :meth:`for_name`).
+    """
 
     def __init__(self, providers: dict[str, str] | None = None) -> None:
-        self._by_type: dict[type, Serializer] = {}
-        self._by_name: dict[str, Serializer] = {}
-        self._subclass_serializers: list[Serializer] = []
+        self._by_type: dict[type, SerializerRecord] = {}
+        self._by_name: dict[str, SerializerRecord] = {}
+        self._subclass_records: list[SerializerRecord] = []
         self._migrations: dict[tuple[str, int], Migration] = {}
         self._providers: dict[str, str] = dict(providers or {})
         self._loaded_providers: set[str] = set()
@@ -61,20 +68,17 @@ class Registry:
 
         A serializer with no ``types`` only loads: it is found by name, never for an object.
         """
-        name, version = serializer.name, serializer.version
-        if not isinstance(name, str) or not name:
-            raise RegistrationError(f"{serializer.describe()} needs a non-empty string name")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise RegistrationError(f"serializer {name!r}: version must be an int >= 1, got {version!r}")
+        record = record_of(serializer)
+        name = record.name
         with self._lock:
             old = self._by_name.get(name)
-            if old is not None and not replace and set(old.types) != set(serializer.types):
+            if old is not None and not replace and set(old.types) != set(record.types):
                 theirs = ", ".join(_qualname(t) for t in old.types)
                 raise RegistrationError(
                     f"type name {name!r} is already registered for {theirs}; "
                     "choose another name, or pass replace=True to override it"
                 )
-            for cls in serializer.types:
+            for cls in record.types:
                 existing = self._by_type.get(cls)
                 if existing is not None and existing.name != name and not replace:
                     raise RegistrationError(
@@ -83,26 +87,26 @@ class Registry:
                     )
             if old is not None:
                 self._forget(old)
-            self._by_name[name] = serializer
-            for cls in serializer.types:
-                self._by_type[cls] = serializer
-            if serializer.subclasses:
-                self._subclass_serializers.append(serializer)
+            self._by_name[name] = record
+            for cls in record.types:
+                self._by_type[cls] = record
+            if record.subclasses:
+                self._subclass_records.append(record)
         return serializer
 
     def remove(self, name: str) -> None:
         """Forget the serializer registered under ``name`` (mainly for tests)."""
         with self._lock:
-            serializer = self._by_name.pop(name, None)
-            if serializer is not None:
-                self._forget(serializer)
+            record = self._by_name.pop(name, None)
+            if record is not None:
+                self._forget(record)
 
-    def _forget(self, serializer: Serializer) -> None:
-        # Also drops the subclasses cached for it by for_type.
-        self._by_type = {t: s for t, s in self._by_type.items() if s is not serializer}
-        if serializer in self._subclass_serializers:
-            self._subclass_serializers.remove(serializer)
-        self._by_name.pop(serializer.name, None)
+    def _forget(self, record: SerializerRecord) -> None:
+        # Also drops the subclasses cached for it by record_for_type.
+        self._by_type = {t: r for t, r in self._by_type.items() if r is not record}
+        if record in self._subclass_records:
+            self._subclass_records.remove(record)
+        self._by_name.pop(record.name, None)
 
     def add_migration(self, name: str, from_version: int, func: Migration) -> None:
         """Register ``func(state) -> state`` upgrading ``name`` from ``from_version`` to the next."""
@@ -118,21 +122,39 @@ class Registry:
     # -- lookups --------------------------------------------------------------------
     def for_type(self, cls: type) -> Serializer | None:
         """The serializer for objects of class ``cls``, or ``None``."""
-        serializer = self._by_type.get(cls)
-        if serializer is not None:
-            return serializer
-        for candidate in self._subclass_serializers:
+        record = self.record_for_type(cls)
+        return None if record is None else record.serializer
+
+    def for_name(self, name: str) -> Serializer | None:
+        """The serializer registered under the type name ``name``, or ``None``."""
+        record = self.record_for_name(name)
+        return None if record is None else record.serializer
+
+    def record_for_type(self, cls: type) -> SerializerRecord | None:
+        """The record of the serializer for objects of class ``cls``, or ``None``."""
+        record = self._by_type.get(cls)
+        if record is not None:
+            return record
+        for candidate in self._subclass_records:
             if issubclass(cls, candidate.types):
                 self._by_type[cls] = candidate
                 return candidate
         module = getattr(cls, "__module__", "") or ""
         if self._run_provider(module.split(".", 1)[0]):
-            return self.for_type(cls)
+            return self.record_for_type(cls)
         return None
 
-    def require_type(self, cls: type, where: str = "") -> Serializer:
-        serializer = self.for_type(cls)
-        if serializer is None:
+    def record_for_name(self, name: str) -> SerializerRecord | None:
+        """The record of the serializer registered under ``name``, or ``None``."""
+        record = self._by_name.get(name)
+        if record is None and self._run_provider(name.split(".", 1)[0]):
+            record = self._by_name.get(name)
+        return record
+
+    def require_type(self, cls: type, where: str = "") -> SerializerRecord:
+        """:meth:`record_for_type`, or :class:`~ngser.UnsupportedTypeError` saying how to register one."""
+        record = self.record_for_type(cls)
+        if record is None:
             place = f" {where}" if where else ""
             raise UnsupportedTypeError(
                 f"cannot serialize an object of type {_qualname(cls)}{place}: no serializer is registered "
@@ -140,31 +162,27 @@ class Registry:
                 f'name="{_suggest_name(cls)}"), or save with fallback="cloudpickle" to store it as '
                 "trusted-only cloudpickle bytes."
             )
-        return serializer
+        return record
 
-    def for_name(self, name: str) -> Serializer | None:
-        """The serializer registered under the type name ``name``, or ``None``."""
-        serializer = self._by_name.get(name)
-        if serializer is None and self._run_provider(name.split(".", 1)[0]):
-            serializer = self._by_name.get(name)
-        return serializer
-
-    def require_name(self, name: str, where: str = "") -> Serializer:
-        serializer = self.for_name(name)
-        if serializer is None:
+    def require_name(self, name: str, where: str = "") -> SerializerRecord:
+        """:meth:`record_for_name`, or :class:`~ngser.UnknownTypeError` saying what to do."""
+        record = self.record_for_name(name)
+        if record is None:
             place = f" ({where})" if where else ""
             raise UnknownTypeError(
                 f"no serializer is registered for type name {name!r}{place}. Install or import the package "
                 'that registers it, or load with unknown="raw" to inspect the node without building it.'
             )
-        return serializer
+        return record
 
     def names(self) -> list[str]:
         """All registered type names (without triggering providers)."""
         return sorted(self._by_name)
 
     # -- versions ---------------------------------------------------------------------
-    def upgrade(self, serializer: Serializer, stored_version: int, state: Any, where: str = "") -> Any:
+    def upgrade(
+        self, serializer: Serializer | SerializerRecord, stored_version: int, state: Any, where: str = ""
+    ) -> Any:
         """Bring ``state`` written by ``stored_version`` up to ``serializer.version``."""
         if stored_version == serializer.version:
             return state

@@ -1,4 +1,4 @@
-"""Every HDF5 path the HDF5 backend uses, built in one place.
+"""The HDF5 layout: every path, storage kind and checksum rule of the HDF5 format, in one place.
 
 The fixed part of the layout (see ``docs/format.md``)::
 
@@ -18,19 +18,26 @@ for an unlabelled array, ``/arrays/<type>_<key>`` when the owner is not found. A
 already taken gets ``~<array id>`` appended. ``%`` and ``/`` in names are written ``%25``
 and ``%2F``; a name ``.`` is written ``%2E``.
 
->>> paths = ArrayPaths(graph.nodes)
+>>> paths = ArrayPaths(graph)
 >>> paths.path_for(graph.arrays[0])
 '/arrays/ngsolve.Mesh_0/points'
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import zlib
 from typing import Any
 
-from ..graph import ArrayNode, ObjectNode, PairsDict, Ref
+import numpy as np
+
+from ..graph import ArrayNode, Graph
 
 __all__ = [
+    "ROW",
+    "KIND_PACKED",
+    "KIND_NATIVE",
+    "KIND_RAW",
+    "graph_crc",
     "GROUP",
     "GRAPH",
     "NODE_IDS",
@@ -52,8 +59,22 @@ TYPES = f"{GROUP}/types"
 PACKED = f"{GROUP}/packed"
 ARRAYS = "/arrays"
 
-#: How many earlier objects of the label's type are searched for an array's owner.
-_OWNER_CANDIDATES = 16
+#: Array storage kinds in the array table: packed bytes (``location``: offset in
+#: :data:`PACKED`), a dataset of the array's own dtype, a uint8 dataset of the array's raw
+#: bytes (``location``: the dataset's path).
+KIND_PACKED, KIND_NATIVE, KIND_RAW = 0, 1, 2
+#: The array table's row layout (format version 1).
+ROW = ("id", "dtype", "shape", "fortran", "kind", "location", "nbytes", "crc", "label")
+
+
+def graph_crc(
+    doc: Any, ids: np.ndarray[Any, Any], types: np.ndarray[Any, Any], versions: np.ndarray[Any, Any], names: list[str]
+) -> int:
+    """CRC32 of the graph document, then the node table columns, then the type names joined by NUL."""
+    crc = zlib.crc32(doc)
+    for column in (ids, types, versions):
+        crc = zlib.crc32(np.ascontiguousarray(column).tobytes(), crc)
+    return zlib.crc32("\0".join(names).encode("utf-8", "surrogatepass"), crc)
 
 
 def quote_name(name: str) -> str:
@@ -67,10 +88,8 @@ def quote_name(name: str) -> str:
 class ArrayPaths:
     """Hands out unique, readable dataset paths for the arrays of one graph."""
 
-    def __init__(self, nodes: list[ObjectNode]) -> None:
-        self._by_name: dict[str, list[ObjectNode]] = {}
-        for node in nodes:
-            self._by_name.setdefault(node.name, []).append(node)
+    def __init__(self, graph: Graph) -> None:
+        self._owners = graph.array_owners()
         self._used: dict[str, set[str]] = {}  # group name ("" for /arrays) -> names taken in it
         self._groups: dict[str, str] = {}  # owner group name -> the name it got
 
@@ -81,9 +100,9 @@ class ArrayPaths:
             type_name, _, key = label.partition("/")
             if not type_name:  # an array under a key of the root dict
                 return self._claim(None, quote_name(key), array.id)
-            owner = self._owner(type_name, key, array.id)
-            if owner is not None:
-                return self._claim(f"{quote_name(type_name)}_{owner}", quote_name(key), array.id)
+            owner = self._owners.get(array.id)
+            if owner is not None and owner[1] == key:
+                return self._claim(f"{quote_name(type_name)}_{owner[0]}", quote_name(key), array.id)
             return self._claim(None, f"{quote_name(type_name)}_{quote_name(key)}", array.id)
         return self._claim(None, f"array_{array.id}", array.id)
 
@@ -104,39 +123,3 @@ class ArrayPaths:
             name = f"{name}~{array_id}"
         used.add(name)
         return f"{ARRAYS}/{resolved}/{name}"
-
-    def _owner(self, type_name: str, key: str, array_id: int) -> int | None:
-        """The id of the object of ``type_name`` whose state holds the array under ``key``.
-
-        The owner got its id before the array did, so only earlier ids are searched,
-        nearest first; a direct ``state[key]`` hit is checked before a deep search.
-        """
-        candidates = [node for node in self._by_name.get(type_name, ()) if node.id < array_id]
-        candidates.sort(key=lambda node: node.id, reverse=True)
-        candidates = candidates[:_OWNER_CANDIDATES]
-        for node in candidates:
-            state = node.state
-            if type(state) is dict and state.get(key) == Ref(array_id):
-                return node.id
-        for node in candidates:
-            if _holds(node.state, key, array_id, 0):
-                return node.id
-        return None
-
-
-def _holds(value: Any, key: str, array_id: int, depth: int) -> bool:
-    """Whether ``value`` holds ``Ref(array_id)`` under the dict key ``key`` somewhere."""
-    if depth > 32:
-        return False
-    items: Iterable[Any]
-    if type(value) is dict:
-        if value.get(key) == Ref(array_id):
-            return True
-        items = value.values()
-    elif type(value) is PairsDict:
-        items = (v for pair in value.pairs for v in pair)
-    elif type(value) in (list, tuple):
-        items = value
-    else:
-        return False
-    return any(_holds(item, key, array_id, depth + 1) for item in items)

@@ -14,13 +14,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .encoder import ATOMIC_TYPES
-from .errors import FormatError, GraphError, NgserError, SerializerError, UnsafeLoadError
-from .graph import MAX_DEPTH, Graph, ObjectNode, PairsDict, RawNode, Ref, make_node
-from .registry import Registry, default_registry
-from .serializer import Serializer
+from ..errors import ArgumentError, FormatError, GraphError, NgserError, SerializerError, UnsafeLoadError
+from ..serializers import Registry, Serializer, SerializerRecord, default_registry, record_of
+from ._model import MAX_DEPTH, Graph, NodeTuple, ObjectNode, RawNode, make_node
+from ._values import ATOMIC_TYPES, PairsDict, Ref
 
-__all__ = ["Decoder", "decode"]
+__all__ = ["Decoder", "Unknown"]
 
 _MISSING = object()
 
@@ -31,8 +30,8 @@ class _RawSerializer(Serializer):
     """Builds a :class:`RawNode` for a type name nobody registered (``unknown="raw"``)."""
 
     def __init__(self, name: str, version: int) -> None:
-        self.name = name  # type: ignore[misc]
-        self.version = version  # type: ignore[misc]
+        self.name = name
+        self.version = version
 
     def create(self) -> RawNode:
         return RawNode(self.name, self.version)
@@ -41,8 +40,13 @@ class _RawSerializer(Serializer):
         obj.state = state
 
 
+#: A plan: how to build nodes of one (name, version): ``(record, create or None, fill or
+#: load, upgrade?, fill is a plain __dict__ update?)``.
+_Plan = tuple[SerializerRecord, Any, Any, bool, bool]
+
+
 class Decoder:
-    """One decoding pass; use :func:`decode` unless you need the pieces."""
+    """One decoding pass (:func:`ngser.decode` runs one): ``Decoder(registry).decode(graph)``."""
 
     def __init__(
         self,
@@ -53,18 +57,19 @@ class Decoder:
         source: str = "",
     ) -> None:
         if unknown not in ("error", "raw"):
-            raise ValueError(f'unknown= must be "error" or "raw", not {unknown!r}')
+            raise ArgumentError(f'unknown= must be "error" or "raw", not {unknown!r}')
         self.registry = registry if registry is not None else default_registry
         self.trusted = trusted
         self.unknown = unknown
+        self.path = source
         self.source = f"{source}: " if source else ""
         self._objects: dict[int, Any] = {}
         self._graph: Graph | None = None
-        self._index: dict[int, tuple[Any, Any, Any, Any]] | None = None
+        self._index: dict[int, NodeTuple] | None = None
         self._forward: set[int] = set()
-        self._by_name: dict[tuple[str, int], Serializer] = {}
-        self._plans: dict[tuple[Any, Any], tuple[Serializer, Any, Any, bool, bool]] = {}
-        self._current: tuple[Any, Any, Any, Any] | None = None  # the node being built
+        self._by_name: dict[tuple[str, int], SerializerRecord] = {}
+        self._plans: dict[tuple[Any, Any], _Plan] = {}
+        self._current: NodeTuple | None = None  # the node being built
 
     def decode(self, graph: Graph) -> Any:
         objects = self._objects
@@ -86,16 +91,16 @@ class Decoder:
         return self._value(graph.root, 0)
 
     # -- nodes ----------------------------------------------------------------------
-    def _serializer(self, node: ObjectNode) -> Serializer:
+    def _serializer(self, node: ObjectNode) -> SerializerRecord:
         key = (node.name, node.version)
         serializer = self._by_name.get(key)
         if serializer is None:
             where = f"{self.source}node {node.id}"
             if not isinstance(node.name, str):
                 raise FormatError(f"{where} has a type name of type {type(node.name).__name__}; the file is damaged")
-            found = self.registry.for_name(node.name)
+            found = self.registry.record_for_name(node.name)
             if found is None and self.unknown == "raw":
-                found = _RawSerializer(node.name, node.version)
+                found = record_of(_RawSerializer(node.name, node.version))
             elif found is None:
                 found = self.registry.require_name(node.name, where)
             if found.trusted_only and not self.trusted:
@@ -108,7 +113,7 @@ class Decoder:
             serializer = self._by_name[key] = found
         return serializer
 
-    def _build_all(self, nodes: Iterable[tuple[Any, Any, Any, Any]]) -> None:
+    def _build_all(self, nodes: Iterable[NodeTuple]) -> None:
         """Build every node in table order (the hot loop: per-type facts are cached)."""
         objects, plans, dict_state, forward = self._objects, self._plans, self._dict, self._forward
         for node in nodes:
@@ -142,24 +147,22 @@ class Decoder:
                 if obj is _MISSING:
                     obj = objects[nid] = create()
                 finish(obj, state)
-            except NgserError:
-                raise
+            except NgserError as exc:
+                raise exc.locate(path=self.path, node=nid, type_name=name) from None
             except Exception as exc:
                 raise SerializerError(
                     f"{self.source}rebuilding {name!r} (node {nid}) failed: {type(exc).__name__}: "
                     f"{exc}. The file may be damaged, or the serializer cannot handle this state."
                 ) from exc
 
-    def _plan(self, node: ObjectNode) -> tuple[Serializer, Any, Any, bool, bool]:
-        """How to build nodes of this (name, version): ``(serializer, create or None, fill or load,
-        upgrade?, fill is a plain __dict__ update?)``."""
+    def _plan(self, node: ObjectNode) -> _Plan:
+        """How to build nodes of this (name, version) (see :data:`_Plan`)."""
         if type(node.name) is not str or type(node.version) is not int:
             raise FormatError(f"{self.source}a node table entry ({node.id!r}, {node.name!r}) is damaged")
-        serializer = self._serializer(node)
-        raw = isinstance(serializer, _RawSerializer)
-        create, finish = (serializer.create, serializer.fill) if serializer.two_phase else (None, serializer.load)
-        fills_dict = create is not None and getattr(serializer, "fills_dict", False) is True
-        plan = (serializer, create, finish, node.version != serializer.version and not raw, fills_dict)
+        record = self._serializer(node)
+        raw = isinstance(record.serializer, _RawSerializer)
+        create, finish = (record.create, record.fill) if record.two_phase else (None, record.load)
+        plan = (record, create, finish, node.version != record.version and not raw, record.fills_dict)
         self._plans[(node.name, node.version)] = plan
         return plan
 
@@ -198,16 +201,18 @@ class Decoder:
                 f"{self.source}{self._owner} refers to id {nid!r}, which is not in the file; the file is damaged"
             )
         node = make_node(found)
-        serializer = self._serializer(node)
-        if not serializer.two_phase:
+        create = self._serializer(node).create
+        if create is None:
             raise GraphError(
                 f"{self.source}{self._owner} refers to {node.name!r} (node {nid}) before it is built, and that "
                 "type is built from its complete state; ngser never writes such a file, so it is damaged or "
                 "was not written by ngser"
             )
         try:
-            obj = self._objects[nid] = serializer.create()
+            obj = self._objects[nid] = create()
             self._forward.add(nid)
+        except NgserError as exc:
+            raise exc.locate(path=self.path, node=nid, type_name=node.name) from None
         except Exception as exc:
             raise SerializerError(f"{self.source}creating {node.name!r} (node {nid}) failed: {exc}") from exc
         return obj
@@ -258,14 +263,3 @@ def _checked_array(array: Any, nid: int, source: str) -> np.ndarray:
     if not isinstance(array, np.ndarray) or array.dtype.hasobject:
         raise FormatError(f"{source}array node {nid} is not a numeric numpy array; the file is damaged")
     return array
-
-
-def decode(
-    graph: Graph,
-    *,
-    registry: Registry | None = None,
-    trusted: bool = False,
-    unknown: Unknown = "error",
-) -> Any:
-    """Rebuild the objects of a :class:`~ngser.graph.Graph`; returns the root value."""
-    return Decoder(registry, trusted=trusted, unknown=unknown).decode(graph)

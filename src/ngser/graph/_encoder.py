@@ -16,25 +16,24 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .errors import GraphError, NgserError, SerializerError, UnsupportedTypeError
-from .graph import FORMAT_VERSION, MAX_DEPTH, ArrayNode, Graph, PairsDict, Ref
-from .registry import Registry, default_registry
-from .serializer import Serializer
+from .. import __version__
+from ..errors import GraphError, NgserError, SerializerError, UnsupportedTypeError
+from ..serializers import Registry, SerializerRecord, default_registry
+from ._model import FORMAT_VERSION, MAX_DEPTH, ArrayNode, Graph
+from ._values import ATOMIC_TYPES, PLAIN_CONTAINERS, PairsDict, Ref
 
-__all__ = ["Encoder", "encode", "ATOMIC_TYPES"]
-
-#: Values that are their own graph representation.
-ATOMIC_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
+__all__ = ["Encoder"]
 
 _NEW, _IN_PROGRESS, _DONE = 0, 1, 2
-_CONTAINERS = frozenset({list, dict, tuple, set, frozenset})
 
 
 class Encoder:
-    """One encoding pass; use :func:`encode` unless you need the pieces."""
+    """One encoding pass (:func:`ngser.encode` runs one): ``Encoder(registry).encode(obj)``.
 
-    def __init__(self, registry: Registry | None = None, fallback: Serializer | None = None) -> None:
+    ``fallback`` is the record of the serializer for objects whose class has none.
+    """
+
+    def __init__(self, registry: Registry | None = None, fallback: SerializerRecord | None = None) -> None:
         self.registry = registry if registry is not None else default_registry
         self.fallback = fallback
         self._memo: dict[int, Ref] = {}
@@ -43,7 +42,7 @@ class Encoder:
         self._aliases: list[Any] = []
         self._canonical_cache: dict[Any, Any] = {}
         self._nodes: dict[int, tuple[int, str, int, Any]] = {}  # waiting for their children
-        self._serializers: dict[type, Serializer] = {}
+        self._serializers: dict[type, SerializerRecord] = {}
         #: The types met so far whose serializer has no canonical() hook: new objects of
         #: these types are numbered inline by the container loops.
         self._plain: set[type] = set()
@@ -83,8 +82,8 @@ class Encoder:
             self._deps = deps
             try:
                 raw = serializer.dump(obj)
-            except NgserError:
-                raise
+            except NgserError as exc:
+                raise exc.locate(node=nid, type_name=serializer.name) from None
             except Exception as exc:
                 raise SerializerError(
                     f"the serializer of {serializer.name!r} failed to dump an object of type "
@@ -119,7 +118,7 @@ class Encoder:
             return "the root value"
         return f"{self._serializer_of(nid).name!r} (node {nid})"
 
-    def _serializer_of(self, nid: int) -> Serializer:
+    def _serializer_of(self, nid: int) -> SerializerRecord:
         return self._serializers[type(self._keep[nid])]
 
     def _two_phase(self, nid: int) -> bool:
@@ -142,7 +141,7 @@ class Encoder:
         if ref is not None:  # an object or array met before (live objects never share an id)
             self._deps.append(ref)
             return ref
-        if t not in _CONTAINERS:
+        if t not in PLAIN_CONTAINERS:
             if t is np.ndarray:
                 return self._array(v)
             if isinstance(v, np.generic):
@@ -228,10 +227,12 @@ class Encoder:
                 "convert the array to a list, or to a numeric or string dtype"
             )
         ref = self._new_ref(a, _DONE)
-        label = None
-        if key is not None and self._current is not None:
-            label = f"{self._serializer_of(self._current).name}/{key}"
-        self.arrays.append(ArrayNode(ref.id, a, label))
+        owner, label = self._current, None
+        if type(key) is not str:
+            key = None
+        elif owner is not None:
+            label = f"{self._serializer_of(owner).name}/{key}"
+        self.arrays.append(ArrayNode(ref.id, a, label, owner, key))
         return ref
 
     def _object(self, v: Any) -> Ref:
@@ -258,14 +259,12 @@ class Encoder:
         self._deps.append(ref)
         return ref
 
-    def _serializer_for(self, t: type) -> Serializer:
-        serializer = self.registry.for_type(t)
-        if serializer is None:
-            if self.fallback is None:
-                self.registry.require_type(t, f"(found in {self._owner})")
-            serializer = self.fallback
-        self._serializers[t] = serializer  # type: ignore[assignment]
-        return serializer  # type: ignore[return-value]
+    def _serializer_for(self, t: type) -> SerializerRecord:
+        record = self.registry.record_for_type(t)
+        if record is None:
+            record = self.fallback or self.registry.require_type(t, f"(found in {self._owner})")
+        self._serializers[t] = record
+        return record
 
     def _new_ref(self, obj: Any, status: int) -> Ref:
         """Number ``obj`` (the container loops inline this for known types, for speed)."""
@@ -273,13 +272,3 @@ class Encoder:
         self._keep.append(obj)
         self._status.append(status)
         return ref
-
-
-def encode(obj: Any, *, registry: Registry | None = None, fallback: Serializer | None = None) -> Graph:
-    """Turn ``obj`` into a :class:`~ngser.graph.Graph` (no file involved).
-
-    >>> graph = ngser.encode({"a": np.arange(3)})
-    >>> graph.arrays[0].data
-    array([0, 1, 2])
-    """
-    return Encoder(registry, fallback).encode(obj)

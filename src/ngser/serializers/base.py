@@ -33,11 +33,9 @@ Example::
 from __future__ import annotations
 
 import copyreg
-import functools
-import operator
 import sys
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 __all__ = ["Serializer", "StateSerializer", "FunctionSerializer"]
 
@@ -63,16 +61,16 @@ class Serializer:
         Optional method mapping an object to the one that stands for it (wrapper identity).
     """
 
-    name: ClassVar[str] = ""
-    version: ClassVar[int] = 1
-    types: ClassVar[tuple[type, ...]] = ()
-    subclasses: ClassVar[bool] = False
-    trusted_only: ClassVar[bool] = False
+    name: str = ""
+    version: int = 1
+    types: tuple[type, ...] = ()
+    subclasses: bool = False
+    trusted_only: bool = False
     #: Optional ``canonical(obj, cache) -> obj``: the object that stands for ``obj`` in the
     #: graph. For libraries that hand out several Python wrappers of one underlying object
     #: (NGSolve does), return the first wrapper met; ``cache`` is one dict per encoding pass.
-    #: Called only for objects the encoder has not met before.
-    canonical: ClassVar[Callable[[Any, dict[Any, Any]], Any] | None] = None
+    #: Called only for objects the encoder has not met before. Define it as a method.
+    canonical: Callable[[Any, dict[Any, Any]], Any] | None = None
 
     def dump(self, obj: Any) -> Any:
         """Return the state of ``obj``: any value ngser can serialize.
@@ -121,21 +119,23 @@ class StateSerializer(Serializer):
 
     def __init__(self, cls: type, name: str, version: int = 1) -> None:
         self.cls = cls
-        self.name = name  # type: ignore[misc]
-        self.version = version  # type: ignore[misc]
-        self.types = (cls,)  # type: ignore[misc]
+        self.name = name
+        self.version = version
+        self.types = (cls,)
         self._custom_getstate = _has_custom(cls, "__getstate__")
         self._setstate = getattr(cls, "__setstate__", None)
-        self._slots = copyreg._slotnames(cls)  # type: ignore[attr-defined]
+        self._slots: list[str] = copyreg._slotnames(cls)  # type: ignore[attr-defined]
         self._plain_dict = not self._custom_getstate and not self._slots
-        # C-level callables for the common case: saving many small objects spends its
-        # time in these two calls, and a bound Python method costs several times more.
-        if self._plain_dict and type(self).dump is StateSerializer.dump:
-            self.dump = operator.attrgetter("__dict__")  # type: ignore[method-assign]
-        if type(self).create is StateSerializer.create and cls.__new__ is object.__new__:
-            self.create = functools.partial(object.__new__, cls)  # type: ignore[method-assign]
-        #: fill(obj, state) is ``obj.__dict__.update(state)`` for a dict state (the decoder inlines it)
-        self.fills_dict = type(self).fill is StateSerializer.fill and self._setstate is None and self._plain_dict
+
+    @property
+    def plain_dict(self) -> bool:
+        """Whether the state is the instance ``__dict__`` itself (no ``__getstate__``, no slots)."""
+        return self._plain_dict
+
+    @property
+    def restores_dict(self) -> bool:
+        """Whether :meth:`fill` of a dict state is ``obj.__dict__.update(state)``."""
+        return self._plain_dict and self._setstate is None
 
     def dump(self, obj: Any) -> Any:
         if self._plain_dict:
@@ -193,14 +193,20 @@ class FunctionSerializer(StateSerializer):
         load: Callable[[Any], Any] | None = None,
     ) -> None:
         super().__init__(cls, name, version)
-        if dump is not None:
-            self.dump = dump  # type: ignore[method-assign]
-        if load is not None:
-            self.load = load  # type: ignore[method-assign]
-            self._one_phase = True
-        else:
-            self._one_phase = False
+        #: The functions given to :func:`ngser.register` (``None``: the default behaviour).
+        self.dump_function = dump
+        self.load_function = load
+
+    def dump(self, obj: Any) -> Any:
+        if self.dump_function is not None:
+            return self.dump_function(obj)
+        return super().dump(obj)
+
+    def load(self, state: Any) -> Any:
+        if self.load_function is not None:
+            return self.load_function(state)
+        return super().load(state)
 
     @property
     def two_phase(self) -> bool:
-        return not self._one_phase
+        return self.load_function is None

@@ -1,0 +1,221 @@
+"""Arrays in files, for every backend: dtype descriptions, raw buffers, the array table, lazy arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.lib import format as npformat
+
+from ..errors import FormatError
+from ._checksum import crc32
+
+__all__ = [
+    "describe_dtype",
+    "parse_dtype",
+    "raw_view",
+    "check_shape",
+    "scalar_bytes",
+    "scalar_from_bytes",
+    "ArrayEntry",
+    "LazyArray",
+]
+
+#: Largest number of dimensions accepted from a file.
+MAX_NDIM = 64
+
+
+def describe_dtype(dtype: np.dtype[Any]) -> Any:
+    """A JSON-like description of ``dtype`` (``"<f8"``, or a list of fields for
+    structured dtypes), as in the ``.npy`` format."""
+    return npformat.dtype_to_descr(dtype)
+
+
+def parse_dtype(descr: Any, where: str) -> np.dtype[Any]:
+    """The dtype of a description read from a file; refuses object dtypes."""
+    try:
+        if isinstance(descr, list):
+            descr = [tuple(field) if isinstance(field, list) else field for field in descr]
+            descr = [_fix_field(field) for field in descr]
+        dtype = npformat.descr_to_dtype(descr)
+    except Exception as exc:
+        raise FormatError(f"{where}: invalid array dtype {descr!r}: {exc}") from exc
+    if dtype.hasobject:
+        raise FormatError(f"{where}: array dtype {dtype} holds Python objects, which ngser never writes")
+    return dtype
+
+
+def _fix_field(field: Any) -> Any:
+    # Nested descriptions come back from msgpack as lists; numpy wants tuples of (name, descr[, shape]).
+    if isinstance(field, tuple) and len(field) >= 2:
+        name, sub = field[0], field[1]
+        if isinstance(sub, list):
+            sub = [_fix_field(tuple(f) if isinstance(f, list) else f) for f in sub]
+        rest = tuple(tuple(x) if isinstance(x, list) else x for x in field[2:])
+        return (name, sub, *rest)
+    return field
+
+
+def check_shape(shape: Any, where: str) -> tuple[int, ...]:
+    """A validated shape tuple read from a file."""
+    if not isinstance(shape, (list, tuple)) or len(shape) > MAX_NDIM:
+        raise FormatError(f"{where}: invalid array shape {shape!r}")
+    if not all(type(n) is int and n >= 0 for n in shape):
+        raise FormatError(f"{where}: invalid array shape {shape!r}")
+    return tuple(shape)
+
+
+def raw_view(array: np.ndarray) -> tuple[memoryview, bool]:
+    """The array's bytes without a copy where possible, and whether they are in Fortran order.
+
+    A non-contiguous array (a strided view) is copied: only its own elements are
+    stored, never the base array it views.
+    """
+    if array.flags.c_contiguous:
+        fortran = False
+    elif array.flags.f_contiguous:
+        fortran = True
+    else:
+        array = np.ascontiguousarray(array)
+        fortran = False
+    if array.size == 0:
+        return memoryview(b""), fortran
+    return memoryview(array.reshape(-1, order="F" if fortran else "C").view(np.uint8)), fortran
+
+
+def scalar_bytes(value: np.generic) -> bytes:
+    """The raw bytes of a numpy scalar: exactly ``itemsize`` of them (``np.bytes_(b"")`` has
+    itemsize 0, but ``tobytes()`` gives one padding byte)."""
+    return value.tobytes()[: value.dtype.itemsize]
+
+
+def scalar_from_bytes(raw: bytes, dtype: np.dtype[Any], where: str) -> np.generic:
+    """The numpy scalar of ``dtype`` whose bytes are ``raw`` (see :func:`scalar_bytes`)."""
+    if not isinstance(raw, bytes) or len(raw) != dtype.itemsize:
+        raise FormatError(f"{where}: a numpy scalar of dtype {dtype} has a payload of the wrong size")
+    if dtype.itemsize == 0:
+        return np.zeros((), dtype)[()]  # type: ignore[no-any-return]
+    return np.frombuffer(raw, dtype)[0]  # type: ignore[no-any-return]
+
+
+# -- the array table ------------------------------------------------------------------------
+#: The fields an array-table row may hold, in the order a backend's layout names them.
+ROW_FIELDS = frozenset({"id", "dtype", "shape", "fortran", "location", "nbytes", "crc", "label", "kind"})
+
+
+@dataclass
+class ArrayEntry:
+    """One row of a file's array table, validated: what every backend stores about an array.
+
+    ``location`` is where the bytes are (a byte offset, or a dataset path) and ``kind`` how
+    (HDF5's storage kinds; 0 elsewhere). Rows are written and read in a layout, the tuple of
+    field names a backend stores in that order (its format version 1 table, fixed)::
+
+        MSGPACK_ROW = ("id", "dtype", "shape", "fortran", "location", "nbytes", "crc", "label")
+        entry = ArrayEntry.parse(row, MSGPACK_ROW, "result.msgpack")
+        entry.row(MSGPACK_ROW) == row
+    """
+
+    id: int
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    fortran: bool = False
+    crc: int = 0
+    label: str | None = None
+    location: int | str = 0
+    kind: int = 0
+    where: str = field(default="", compare=False)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=object)) * self.dtype.itemsize
+
+    @classmethod
+    def of(cls, array_id: int, data: np.ndarray[Any, Any], label: str | None) -> tuple[ArrayEntry, memoryview]:
+        """The entry (checksum still 0) and raw bytes of an array about to be written."""
+        if data.dtype.hasobject:
+            raise FormatError(f"array node {array_id} has dtype {data.dtype}, which holds Python objects")
+        view, fortran = raw_view(data)
+        return cls(array_id, data.dtype, tuple(data.shape), fortran, 0, label), view
+
+    def row(self, layout: tuple[str, ...]) -> list[Any]:
+        """This entry as a table row of ``layout``."""
+        values = {
+            "id": self.id,
+            "dtype": describe_dtype(self.dtype),
+            "shape": list(self.shape),
+            "fortran": self.fortran,
+            "location": self.location,
+            "nbytes": self.nbytes,
+            "crc": self.crc,
+            "label": self.label,
+            "kind": self.kind,
+        }
+        return [values[name] for name in layout]
+
+    @classmethod
+    def parse(cls, row: Any, layout: tuple[str, ...], source: str) -> ArrayEntry:
+        """A row of ``layout`` read from ``source``, checked: integer id, known dtype, valid
+        shape, an ``nbytes`` (where the layout has one) that matches them, an integer checksum."""
+        if not isinstance(row, list) or len(row) != len(layout):
+            raise FormatError(f"{source}: an array table entry is damaged")
+        fields = dict(zip(layout, row))
+        nid = fields["id"]
+        if type(nid) is not int:
+            raise FormatError(f"{source}: an array table entry has a non-integer id; the file is damaged")
+        where = f"{source}: array node {nid}"
+        crc, location, kind = fields.get("crc", 0), fields.get("location", 0), fields.get("kind", 0)
+        if type(crc) is not int or type(kind) is not int or type(location) not in (int, str):
+            raise FormatError(f"{where}: its table entry is damaged")
+        label = fields.get("label")
+        entry = cls(
+            nid,
+            parse_dtype(fields["dtype"], where),
+            check_shape(fields["shape"], where),
+            bool(fields.get("fortran")),
+            crc,
+            label if isinstance(label, str) else None,
+            location,
+            kind,
+            where,
+        )
+        if "nbytes" in fields and (type(fields["nbytes"]) is not int or fields["nbytes"] != entry.nbytes):
+            raise FormatError(
+                f"{where}: {_count(fields['nbytes'])} bytes do not hold {_count(entry.shape)} elements of {entry.dtype}"
+            )
+        return entry
+
+    def array(self, buffer: np.ndarray[Any, Any], crc: int | None = None) -> np.ndarray[Any, Any]:
+        """The array whose bytes are ``buffer`` (uint8), after checking them against the
+        entry's checksum (``crc``: the buffer's, if the caller computed it already)."""
+        if (crc32(buffer) if crc is None else crc) != self.crc:
+            raise FormatError(
+                f"{self.where} ({self.label or 'unnamed'}): the array data is damaged (checksum mismatch)"
+            )
+        return buffer.view(self.dtype).reshape(self.shape, order="F" if self.fortran else "C")
+
+
+def _count(value: Any) -> str:
+    """A number or shape from a file for a message (Python refuses to print huge ints)."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 1000 else "a huge number of"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class LazyArray:
+    """An array still in its file: ``dtype`` and ``shape`` now, the data (checked) on indexing.
+
+    ``read(entry)`` returns the entry's bytes as a uint8 array, owned by the caller.
+    """
+
+    def __init__(self, entry: ArrayEntry, read: Callable[[ArrayEntry], np.ndarray[Any, Any]]) -> None:
+        self.entry, self._read = entry, read
+        self.dtype, self.shape = entry.dtype, entry.shape
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.entry.array(self._read(self.entry))[index]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray[Any, Any]:
+        data = self[...]
+        return data if dtype is None else data.astype(dtype)

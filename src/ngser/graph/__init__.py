@@ -1,0 +1,51 @@
+"""The graph core: the value vocabulary, the object graph, and the walks between objects and graphs.
+
+Public here: the vocabulary (:class:`Ref`, :class:`PairsDict`, :class:`Kind`, :func:`kind_of`,
+:func:`children`, :func:`items`, :func:`iter_refs`, :func:`values_equal`) and the graph
+(:class:`Graph`, :class:`ObjectNode`, :class:`ArrayNode`, :class:`RawNode`). The encoder
+(objects -> graph) and decoder (graph -> objects) are private modules of this package; use
+:func:`ngser.encode` and :func:`ngser.decode`.
+
+>>> graph = ngser.encode({"a": np.arange(3)})
+>>> graph.root, graph.arrays[0].data
+({'a': Ref(0)}, array([0, 1, 2]))
+"""
+
+from ._model import FORMAT_VERSION, MAX_DEPTH, ArrayNode, Graph, NodeTuple, ObjectNode, RawNode, make_node
+from ._values import (
+    ATOMIC_TYPES,
+    CONTAINER_TYPES,
+    KINDS,
+    PLAIN_CONTAINERS,
+    Kind,
+    PairsDict,
+    Ref,
+    children,
+    items,
+    iter_refs,
+    kind_of,
+    values_equal,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_DEPTH",
+    "ArrayNode",
+    "Graph",
+    "NodeTuple",
+    "ObjectNode",
+    "RawNode",
+    "make_node",
+    "ATOMIC_TYPES",
+    "CONTAINER_TYPES",
+    "KINDS",
+    "PLAIN_CONTAINERS",
+    "Kind",
+    "PairsDict",
+    "Ref",
+    "children",
+    "items",
+    "iter_refs",
+    "kind_of",
+    "values_equal",
+]
