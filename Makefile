@@ -24,6 +24,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check src tests bench examples
 	$(PY) -m ruff format --check src tests bench examples
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis demo-output

@@ -85,7 +85,7 @@ def _fallback(fallback: Fallback) -> SerializerRecord | None:
 def _path(target: Any, what: str) -> str | None:
     """``target`` as a path, ``None`` for a file object, or an :class:`ArgumentError`."""
     if isinstance(target, (str, os.PathLike)):
-        return os.fspath(target)  # type: ignore[return-value]
+        return os.fspath(target)
     if hasattr(target, what):
         return None
     kind = "writable" if what == "write" else "readable"

@@ -52,6 +52,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from types import FrameType
 from typing import Any
 
 from .errors import NgserError, PickleProtocolError, RegistrationError, SerializerError, UnknownTypeError
@@ -81,7 +82,7 @@ class _Entry:
     def __call__(self, *args: Any) -> Any:
         return self._func(*args)
 
-    def __reduce_ex__(self, protocol: Any) -> str:  # type: ignore[override]
+    def __reduce_ex__(self, protocol: Any) -> str:
         if isinstance(protocol, int) and protocol < MIN_PROTOCOL:
             raise PickleProtocolError(
                 f"pickle protocol {protocol} cannot carry objects that ngser serializes (NGSolve objects abort "
@@ -90,7 +91,7 @@ class _Entry:
             )
         return self._global
 
-    def __reduce__(self) -> str:  # type: ignore[override]
+    def __reduce__(self) -> str:
         return self._global
 
     def __repr__(self) -> str:
@@ -269,12 +270,12 @@ _OWN_MODULES = frozenset({__name__, registry_module.__name__, "ngser.distributed
 
 def _registering_module() -> str | None:
     """The module that called :func:`ngser.register` (the first frame outside ngser's registry)."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         name = frame.f_globals.get("__name__")
         if name not in _OWN_MODULES:
             return name if isinstance(name, str) else None
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return None
 
 

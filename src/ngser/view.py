@@ -14,6 +14,7 @@ index). An array's checksum is verified when it is read.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -47,7 +48,8 @@ class FileView:
         self.path = os.fspath(path)
         self.trusted = trusted
         self.format = sniff_file(self.path)
-        self.graph, self._closer = read_graph_lazily(self.path)
+        self.graph, closer = read_graph_lazily(self.path)
+        self._closer: Callable[[], None] | None = closer
         self._nodes = {node.id: node for node in self.graph.nodes}
         self._arrays = {array.id: array for array in self.graph.arrays}
 

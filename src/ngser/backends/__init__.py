@@ -159,9 +159,9 @@ _instances: dict[str, Backend] = {}
 
 def get_backend(name: str) -> Backend:
     """The backend for the format ``name`` (:class:`~ngser.ArgumentError` for an unknown name)."""
-    backend = _instances.get(name)
-    if backend is not None:
-        return backend
+    known = _instances.get(name)
+    if known is not None:
+        return known
     target = BACKENDS.get(name) if isinstance(name, str) else None
     if target is None:
         raise ArgumentError(f"unknown format {name!r}; ngser knows {', '.join(sorted(BACKENDS))}")
@@ -170,7 +170,8 @@ def get_backend(name: str) -> Backend:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise FormatError(f"the {name} format is not available: {exc}") from exc
-    backend = _instances[name] = getattr(module, cls_name)()
+    backend: Backend = getattr(module, cls_name)()
+    _instances[name] = backend
     return backend
 
 

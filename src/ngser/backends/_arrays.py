@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.lib import format as npformat
@@ -82,7 +82,7 @@ def raw_view(array: np.ndarray) -> tuple[memoryview, bool]:
         fortran = False
     if array.size == 0:
         return memoryview(b""), fortran
-    return memoryview(array.reshape(-1, order="F" if fortran else "C").view(np.uint8)), fortran
+    return array.reshape(-1, order="F" if fortran else "C").view(np.uint8).data, fortran
 
 
 def scalar_bytes(value: np.generic) -> bytes:
@@ -96,8 +96,8 @@ def scalar_from_bytes(raw: bytes, dtype: np.dtype[Any], where: str) -> np.generi
     if not isinstance(raw, bytes) or len(raw) != dtype.itemsize:
         raise FormatError(f"{where}: a numpy scalar of dtype {dtype} has a payload of the wrong size")
     if dtype.itemsize == 0:
-        return np.zeros((), dtype)[()]  # type: ignore[no-any-return]
-    return np.frombuffer(raw, dtype)[0]  # type: ignore[no-any-return]
+        return cast(np.generic, np.zeros((), dtype)[()])
+    return cast(np.generic, np.frombuffer(raw, dtype)[0])
 
 
 # -- the array table ------------------------------------------------------------------------
@@ -217,5 +217,5 @@ class LazyArray:
         return self.entry.array(self._read(self.entry))[index]
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray[Any, Any]:
-        data = self[...]
+        data = self.entry.array(self._read(self.entry))
         return data if dtype is None else data.astype(dtype)

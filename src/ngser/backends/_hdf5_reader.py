@@ -54,7 +54,7 @@ def read_file(file: h5py.File, source: str, *, lazy: bool = False) -> Graph:
         raise FormatError(f"{source}: the node table is damaged or missing ({why(exc)})") from exc
     if layout.graph_crc(doc, ids, types, versions, names) != stored_crc:
         raise FormatError(f"{source}: the graph is damaged (checksum mismatch)")
-    body = unpack_value_document(doc, source)
+    body = unpack_value_document(doc.data, source)
     if not isinstance(body, dict) or not isinstance(writers, dict):
         raise FormatError(f"{source}: the graph document is damaged")
     states, table = body.get("states"), body.get("arrays")

@@ -113,7 +113,7 @@ def _read_payload(stream: IO[bytes], start: int, entry: ArrayEntry) -> np.ndarra
     buffer = np.empty(entry.nbytes, np.uint8)
     if entry.nbytes:
         stream.seek(start + int(entry.location))
-        if stream.readinto(memoryview(buffer)) != entry.nbytes:  # type: ignore[attr-defined]
+        if stream.readinto(buffer.data) != entry.nbytes:  # type: ignore[attr-defined]
             raise FormatError(f"{entry.where}: the file is truncated")
     return buffer
 

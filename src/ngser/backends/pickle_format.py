@@ -28,6 +28,7 @@ import io
 import os
 import pickle
 import zlib
+from collections.abc import Callable
 from typing import IO, Any, ClassVar
 
 import numpy as np
@@ -88,11 +89,17 @@ class _BoundedReader:
         return line
 
 
-class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+class RestrictedUnpickler(pickle._Unpickler):
     """Reads the small outer tuple with the pure-Python unpickler: its memo is a dict (a damaged
     memo index cannot make it allocate gigabytes), every declared length is checked against
-    the bytes left before anything is allocated, and unless ``trusted`` it resolves only
-    :data:`ALLOWED_GLOBALS` (none)."""
+    the bytes left before anything is allocated, and it resolves only :data:`ALLOWED_GLOBALS`
+    (none)."""
+
+    # Set by pickle._Unpickler.load() on each instance; declared for the type checker.
+    _unframer: Any
+    read: Callable[[int], bytes]
+    readinto: Callable[[Any], int]
+    append: Callable[[Any], None]
 
     def __init__(self, reader: _BoundedReader, *, source: str, buffers: Any) -> None:
         super().__init__(reader, buffers=buffers)
@@ -126,7 +133,7 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
                 raise FormatError(f"{self._source}: the pickle is truncated")
             self.append(data)
             return
-        buffer = memoryview(np.empty(size, np.uint8))  # not zero-filled: readinto writes every byte
+        buffer = np.empty(size, np.uint8).data  # not zero-filled: readinto writes every byte
         if size and self._readinto(buffer) != size:
             raise FormatError(f"{self._source}: the pickle is truncated")
         self.append(buffer)
@@ -137,7 +144,7 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
         temporary bytes object and copy it."""
         frame = self._unframer.current_frame
         if frame is not None and frame.tell() < frame.getbuffer().nbytes:
-            return self.readinto(buffer)  # type: ignore[no-any-return]
+            return self.readinto(buffer)
         self._unframer.current_frame = None
         done = 0
         while done < buffer.nbytes:
@@ -150,7 +157,7 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
     def _text(self, width: int) -> None:
         self.append(str(self.read(self._sized(width)), "utf-8", "surrogatepass"))
 
-    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)
     dispatch[pickle.BYTEARRAY8[0]] = lambda self: self._bytes(8, True)
     dispatch[pickle.BINBYTES8[0]] = lambda self: self._bytes(8, False)
     dispatch[pickle.BINBYTES[0]] = lambda self: self._bytes(4, False)

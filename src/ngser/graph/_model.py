@@ -101,7 +101,8 @@ class ArrayNode:
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        return np.dtype(self.data.dtype)
+        dtype: np.dtype[Any] = np.dtype(self.data.dtype)
+        return dtype
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -225,15 +226,15 @@ class Graph:
         if not labels:
             return owners
         first: dict[int, tuple[int, str | None]] = {}
-        for nid, name, _, state in self.node_tuples():
-            for ref, key in iter_refs(state):
+        for nid, node_name, _, state in self.node_tuples():
+            for ref, ref_key in iter_refs(state):
                 wanted = labels.get(ref.id)
                 if wanted is None or ref.id in owners:
                     continue
-                if wanted == (name, key):
-                    owners[ref.id] = (nid, key)
+                if wanted == (node_name, ref_key):
+                    owners[ref.id] = (nid, ref_key)
                 else:
-                    first.setdefault(ref.id, (nid, key))
+                    first.setdefault(ref.id, (nid, ref_key))
         for array_id, owner in first.items():
             owners.setdefault(array_id, owner)
         return owners

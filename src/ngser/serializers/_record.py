@@ -92,7 +92,7 @@ def record_of(serializer: Serializer) -> SerializerRecord:
     dump: Callable[[Any], Any] = serializer.dump
     create: Callable[[], Any] | None = serializer.create if serializer.two_phase else None
     fill = serializer.fill if create is not None else None
-    load = None if create is not None else serializer.load
+    load: Callable[[Any], Any] | None = None if create is not None else serializer.load
     fills_dict = pickle_build = False
     if isinstance(serializer, StateSerializer):
         # C-level callables for the common case: saving and loading many small objects spends
@@ -110,7 +110,7 @@ def record_of(serializer: Serializer) -> SerializerRecord:
             dump = operator.attrgetter("__dict__")
         default_fill = not _overrides(serializer, "fill", StateSerializer)
         default_create = create is not None and not _overrides(serializer, "create", StateSerializer)
-        if default_create and serializer.cls.__new__ is object.__new__:
+        if default_create and getattr(serializer.cls, "__new__", None) is object.__new__:
             create = functools.partial(object.__new__, serializer.cls)
         pickle_build = default_fill
         fills_dict = create is not None and default_fill and serializer.restores_dict

@@ -117,8 +117,8 @@ class StateSerializer(Serializer):
     or with slots) and ``__slots__`` classes work.
     """
 
-    def __init__(self, cls: type, name: str, version: int = 1) -> None:
-        self.cls = cls
+    def __init__(self, cls: type[Any], name: str, version: int = 1) -> None:
+        self.cls: type[Any] = cls
         self.name = name
         self.version = version
         self.types = (cls,)
@@ -145,7 +145,8 @@ class StateSerializer(Serializer):
         return _default_getstate(obj, self._slots)
 
     def create(self) -> Any:
-        return self.cls.__new__(self.cls)
+        new: Any = self.cls.__new__  # the class's own __new__, as pickle calls it
+        return new(self.cls)
 
     def fill(self, obj: Any, state: Any) -> None:
         if self._setstate is not None:

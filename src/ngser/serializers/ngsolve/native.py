@@ -48,7 +48,7 @@ def restore_archive(cls: type, state: dict[str, Any], what: str, children: list[
     """Rebuild an archive-based object of class ``cls`` as pickle does (``__new__`` + ``__setstate__``)."""
     check_bytes(state, what)
     kids = list(state.get("children", []) if children is None else children)
-    obj = cls.__new__(cls)
+    obj = cls.__new__(cls)  # type: ignore[call-overload]  # cls is an NGSolve class
     try:
         obj.__setstate__(
             ([*kids, bytes(state["data"]), bytes(state["version_stored"]), bytes(state["version_needed"])],)

@@ -112,7 +112,7 @@ def load_flags(state: dict[str, Any], mesh: Any) -> Any:
 
 
 def _restore(cls: type, state: Any, what: str) -> Any:
-    obj = cls.__new__(cls)
+    obj = cls.__new__(cls)  # type: ignore[call-overload]  # cls is an NGSolve class
     try:
         obj.__setstate__(state)
     except Exception as exc:
@@ -144,7 +144,7 @@ class FESpaceSerializer(Serializer):
                 "Discontinuous and Compress"
             )
         # NGSolve's own reduce state of a leaf space is (type string, mesh, Flags).
-        space_type, mesh, flags = obj.__reduce_ex__(2)[2]
+        space_type, mesh, flags = obj.__reduce_ex__(2)[2]  # type: ignore[str-unpack]
         return {"class": cls_name, "type": space_type, "mesh": mesh, "flags": dump_flags(flags, mesh)}
 
     def load(self, state: Any) -> Any:
