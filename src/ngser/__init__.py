@@ -12,11 +12,10 @@ serializer.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from types import ModuleType
 
 from . import _moved
+from ._version import __version__
 from .api import convert, decode, dumps, encode, load, loads, read_graph, save, write_graph
 from .errors import (
     ArgumentError,

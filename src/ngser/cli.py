@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .api import read_graph, read_graph_lazily, sniff_file, write_graph
 from .backends import format_for_path
 from .errors import NgserError

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..errors import GraphError, NgserError, SerializerError, UnsupportedTypeError
 from ..serializers import Registry, SerializerRecord, default_registry
 from ._model import FORMAT_VERSION, MAX_DEPTH, ArrayNode, Graph
