@@ -188,3 +188,86 @@ def test_damaged_graphs_are_format_errors() -> None:
         ngser.decode(_graph(None, (0, ["not", "a", "name"], 1, {})), registry=registry)
     with pytest.raises(ngser.FormatError, match="not a graph value"):
         ngser.decode(_graph(object()), registry=registry)
+
+
+# -- where an error happened --------------------------------------------------------------------
+class Picky:
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+def _picky_registry(fail_on: str) -> ngser.Registry:
+    """A registry whose serializer raises its own NgserError (not a foreign exception) on ``fail_on``."""
+    registry = ngser.Registry()
+
+    def dump(obj: Picky) -> Any:
+        if fail_on == "dump":
+            raise ngser.UnsupportedTypeError("this Picky cannot be stored")
+        return {"value": obj.value}
+
+    def load(state: Any) -> Picky:
+        if fail_on == "load":
+            raise ngser.StateError(f"the state holds value {state['value']!r}, which must be positive")
+        return Picky(state["value"])
+
+    ngser.register(Picky, name="tests.Picky", dump=dump, load=load, registry=registry)
+    return registry
+
+
+def test_a_serializers_own_error_on_load_names_file_node_and_type(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / "picky.bin"
+    ngser.save([1, Picky(-1)], path, format=fmt, registry=_picky_registry("none"))
+    with pytest.raises(ngser.StateError) as info:
+        ngser.load(path, registry=_picky_registry("load"))
+    error = info.value
+    assert (error.path, error.node, error.type_name) == (str(path), 0, "tests.Picky")
+    assert str(error) == f"{path}: 'tests.Picky' (node 0): the state holds value -1, which must be positive"
+    assert isinstance(error, ngser.FormatError)  # a state no serializer writes is bad data
+
+
+def test_a_serializers_own_error_on_save_names_the_node_and_type(fmt: str) -> None:
+    with pytest.raises(ngser.UnsupportedTypeError) as info:
+        ngser.dumps({"x": Picky(1)}, format=fmt, registry=_picky_registry("dump"))
+    assert (info.value.node, info.value.type_name) == (0, "tests.Picky")
+    assert str(info.value) == "'tests.Picky' (node 0): this Picky cannot be stored"
+
+
+def test_errors_are_located_once_at_the_innermost_node() -> None:
+    error = ngser.StateError("bad")
+    error.locate(path="a.h5", node=3, type_name="x.Y")
+    error.locate(path="a.h5", node=1, type_name="x.Outer")
+    assert str(error) == "a.h5: 'x.Y' (node 3): bad" and error.node == 3
+
+
+# -- bad arguments ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: ngser.dumps(1, fallback="dill"),  # type: ignore[arg-type]
+        lambda: ngser.loads(ngser.dumps(1), unknown="ignore"),  # type: ignore[arg-type]
+        lambda: ngser.dumps(1, format="yaml"),  # type: ignore[arg-type]
+        lambda: ngser.dumps(1, format="msgpack", compression="gzip"),
+        lambda: ngser.dumps(1, format="hdf5", compression="zstd"),
+        lambda: ngser.loads("not bytes"),  # type: ignore[arg-type]
+        lambda: ngser.save(1, 3.5, format="msgpack"),  # type: ignore[arg-type]
+    ],
+    ids=["fallback", "unknown", "format", "option", "option-value", "loads-str", "save-target"],
+)
+def test_bad_arguments_are_argument_errors(call: Any) -> None:
+    with pytest.raises(ngser.ArgumentError) as info:
+        call()
+    assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
+    assert isinstance(info.value, ngser.NgserError)
+
+
+def test_file_view_lookups_raise_a_key_error_with_a_plain_message(tmp_path: Path) -> None:
+    import numpy as np
+
+    path = tmp_path / "v.msgpack"
+    ngser.save({"a": np.arange(3)}, path)
+    with ngser.open(path) as view:
+        for lookup in (lambda: view.load("nothing"), lambda: view.load(99), lambda: view.array("nope")):
+            with pytest.raises(KeyError) as info:
+                lookup()
+            assert isinstance(info.value, ngser.NotFoundError)
+            assert str(info.value).startswith(f"{path}: ")  # not KeyError's quoted repr

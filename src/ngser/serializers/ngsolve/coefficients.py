@@ -13,7 +13,7 @@ from typing import Any
 
 import ngsolve.fem as fem
 
-from ...errors import FormatError, UnsupportedTypeError
+from ...errors import StateError, UnsupportedTypeError
 from ..base import Serializer
 from .native import check_bytes
 
@@ -64,7 +64,7 @@ class CoefficientFunctionSerializer(Serializer):
 
     def load(self, state: Any) -> Any:
         if not isinstance(state, dict):
-            raise FormatError("the stored ngsolve.CoefficientFunction is not a dict; the file is damaged")
+            raise StateError("the state of ngsolve.CoefficientFunction is not a dict")
         check_bytes(state, "a CoefficientFunction node")
         data = {
             "childs": list(state.get("children", [])),
@@ -75,7 +75,7 @@ class CoefficientFunctionSerializer(Serializer):
         try:
             return fem.CoefficientFunction(data)
         except Exception as exc:
-            raise FormatError(
+            raise StateError(
                 f"NGSolve could not rebuild a CoefficientFunction node from its stored bytes: {exc}. These bytes are "
                 "bound to the NGSolve version that wrote them; load the file with that version"
             ) from exc
@@ -98,4 +98,4 @@ class ParameterSerializer(Serializer):
             return fem.ParameterC(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return fem.Parameter(float(value))
-        raise FormatError(f"the stored ngsolve.Parameter has no numeric value (got {type(value).__name__})")
+        raise StateError(f"the state of ngsolve.Parameter has no numeric value (got {type(value).__name__})")

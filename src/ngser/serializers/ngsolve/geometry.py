@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ...errors import FormatError
+from ...errors import StateError
 from ..base import Serializer
 from .native import archive_state, restore_archive
 
@@ -62,7 +62,7 @@ class GeometrySerializer(Serializer):
 
     def load(self, state: Any) -> Any:
         if not isinstance(state, dict):
-            raise FormatError(f"the stored {self.name} is not a dict; the file is damaged")
+            raise StateError(f"the state of {self.name} is not a dict")
         return restore_archive(self.cls, state, f"the {self.name} geometry")
 
 

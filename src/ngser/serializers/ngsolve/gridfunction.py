@@ -12,7 +12,7 @@ from typing import Any
 import ngsolve.comp as comp
 import numpy as np
 
-from ...errors import FormatError
+from ...errors import StateError
 from ..base import Serializer
 from .identity import canonical
 
@@ -51,7 +51,7 @@ class GridFunctionSerializer(Serializer):
 
     def load(self, state: Any) -> Any:
         if not isinstance(state, dict) or "space" not in state or "values" not in state:
-            raise FormatError("the stored ngsolve.GridFunction lacks its space or values; the file is damaged")
+            raise StateError("the state of ngsolve.GridFunction lacks its space or values")
         space = state["space"]
         flags = state.get("flags", {})
         kwargs = {k: flags[k] for k in _CTOR_FLAGS if k in flags}
@@ -62,18 +62,16 @@ class GridFunctionSerializer(Serializer):
         rows = values.reshape(1, -1) if values.ndim == 1 else values
         vecs = gf.vecs
         if rows.shape[0] != len(vecs):
-            raise FormatError(
-                f"the stored GridFunction {gf.name!r} has {rows.shape[0]} vectors, its space gives {len(vecs)}"
-            )
+            raise StateError(f"the GridFunction {gf.name!r} has {rows.shape[0]} vectors, its space gives {len(vecs)}")
         for vec, row in zip(vecs, rows):
             target = vec.FV().NumPy()
             if target.shape != row.shape:
-                raise FormatError(
-                    f"the stored GridFunction {gf.name!r} has {row.size} values but its rebuilt space has "
+                raise StateError(
+                    f"the GridFunction {gf.name!r} has {row.size} values but its rebuilt space has "
                     f"{target.size}; the space or mesh did not come back identical"
                 )
             if np.iscomplexobj(row) and not np.iscomplexobj(target):
-                raise FormatError(f"the stored GridFunction {gf.name!r} is complex but its rebuilt space is real")
+                raise StateError(f"the GridFunction {gf.name!r} is complex but its rebuilt space is real")
             target[:] = row
         return gf
 
@@ -95,11 +93,11 @@ class ComponentGridFunctionSerializer(Serializer):
 
     def load(self, state: Any) -> Any:
         if not isinstance(state, dict):
-            raise FormatError("the stored ngsolve.ComponentGridFunction is not a dict; the file is damaged")
+            raise StateError("the state of ngsolve.ComponentGridFunction is not a dict")
         parent, i = state.get("parent"), state.get("component")
         if not isinstance(parent, comp.GridFunction) or not isinstance(i, int):
-            raise FormatError("the stored ngsolve.ComponentGridFunction lacks its parent or component number")
+            raise StateError("the state of ngsolve.ComponentGridFunction lacks its parent or component number")
         components = parent.components
         if not 0 <= i < len(components):
-            raise FormatError(f"the stored component {i} does not exist: its parent has {len(components)}")
+            raise StateError(f"component {i} does not exist: its parent has {len(components)}")
         return components[i]

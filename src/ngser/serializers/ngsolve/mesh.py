@@ -16,7 +16,7 @@ import netgen.meshing as nm
 import ngsolve
 import numpy as np
 
-from ...errors import FormatError
+from ...errors import StateError
 from ..base import Serializer
 
 __all__ = ["NetgenMeshSerializer", "MeshSerializer", "dump_netgen_mesh", "load_netgen_mesh"]
@@ -117,7 +117,7 @@ def load_netgen_mesh(state: dict[str, Any]) -> Any:
         dim = int(state["dim"])
         points = np.ascontiguousarray(state["points"], dtype=np.float64)
     except (KeyError, TypeError, ValueError) as exc:
-        raise FormatError(f"the stored netgen.Mesh lacks its dimension or points: {exc}") from exc
+        raise StateError(f"the state of netgen.Mesh lacks its dimension or points: {exc}") from exc
     ngmesh = nm.Mesh(dim=dim)
     geometry = state.get("geometry")
     if geometry is not None:
@@ -179,8 +179,8 @@ def _check_types(ngmesh: Any, state: dict[str, Any], dim: int) -> None:
         rebuilt = (ngmesh.Elements3D() if d == 3 else ngmesh.Elements2D()).NumPy()["type"]
         if stored.shape != rebuilt.shape or not np.array_equal(stored, rebuilt):
             bad = sorted(set(np.unique(stored).tolist()) - set(np.unique(rebuilt).tolist()))
-            raise FormatError(
-                f"the stored netgen.Mesh has {d}D elements of netgen type codes {bad} that AddElements rebuilds "
+            raise StateError(
+                f"the state of netgen.Mesh has {d}D elements of netgen type codes {bad} that AddElements rebuilds "
                 "as another element type; this element kind is not supported"
             )
 
@@ -217,7 +217,7 @@ class MeshSerializer(Serializer):
     def load(self, state: Any) -> Any:
         ngmesh = state.get("ngmesh") if isinstance(state, dict) else None
         if not isinstance(ngmesh, nm.Mesh):
-            raise FormatError("the stored ngsolve.Mesh does not refer to a netgen.Mesh; the file is damaged")
+            raise StateError("the state of ngsolve.Mesh does not refer to a netgen.Mesh")
         mesh = ngsolve.Mesh(ngmesh)
         order = int(state.get("curve_order", 1))
         if order > 1 and int(ngmesh.GetCurveOrder()) != order:

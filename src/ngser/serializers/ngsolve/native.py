@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import FormatError, UnsupportedTypeError
+from ...errors import StateError, UnsupportedTypeError
 
 __all__ = ["archive_state", "restore_archive", "check_bytes"]
 
@@ -38,10 +38,10 @@ def archive_state(obj: Any, what: str) -> dict[str, Any]:
 
 
 def check_bytes(state: dict[str, Any], what: str) -> None:
-    """Refuse archive states whose byte fields are missing or not bytes (a damaged file)."""
+    """Refuse archive states whose byte fields are missing or not bytes (the state is not one ngser wrote)."""
     for key in ("data", "version_stored", "version_needed"):
         if not isinstance(state.get(key), (bytes, bytearray)):
-            raise FormatError(f"the stored state of {what} lacks its {key!r} bytes; the file is damaged")
+            raise StateError(f"the state of {what} lacks its {key!r} bytes")
 
 
 def restore_archive(cls: type, state: dict[str, Any], what: str, children: list[Any] | None = None) -> Any:
@@ -54,7 +54,7 @@ def restore_archive(cls: type, state: dict[str, Any], what: str, children: list[
             ([*kids, bytes(state["data"]), bytes(state["version_stored"]), bytes(state["version_needed"])],)
         )
     except Exception as exc:
-        raise FormatError(
+        raise StateError(
             f"NGSolve could not rebuild {what} from its stored archive bytes: {exc}. These bytes are bound to "
             "the NGSolve version that wrote them; load the file with that version"
         ) from exc

@@ -16,7 +16,7 @@ import ngsolve.comp as comp
 import numpy as np
 import pyngcore
 
-from ...errors import FormatError, UnsupportedTypeError
+from ...errors import StateError, UnsupportedTypeError
 from ..base import Serializer
 from .native import archive_state, restore_archive
 
@@ -98,12 +98,12 @@ def load_flags(state: dict[str, Any], mesh: Any) -> Any:
         if isinstance(value, dict) and "region" in value:
             vb = str(value["region"])
             if vb not in _VB or mesh is None:
-                raise FormatError(f"the space flag {key!r} names an unknown region kind {vb!r}")
+                raise StateError(f"the space flag {key!r} names an unknown region kind {vb!r}")
             nregions = len(mesh.ngmesh.GetRegionNames(codim=_CODIM[vb]))
             mask = np.zeros(nregions, dtype=bool)
             numbers = np.asarray(value["numbers"], dtype=np.int64)
             if numbers.size and (numbers.min() < 1 or numbers.max() > nregions):
-                raise FormatError(f"the space flag {key!r} names region numbers outside the mesh")
+                raise StateError(f"the space flag {key!r} names region numbers outside the mesh")
             mask[numbers - 1] = True
             plain[key] = comp.Region(mesh, _VB[vb], pyngcore.BitArray(mask.tolist()))
         else:
@@ -116,13 +116,13 @@ def _restore(cls: type, state: Any, what: str) -> Any:
     try:
         obj.__setstate__(state)
     except Exception as exc:
-        raise FormatError(f"NGSolve could not rebuild {what}: {exc}") from exc
+        raise StateError(f"NGSolve could not rebuild {what}: {exc}") from exc
     return obj
 
 
 def _require_dict(state: Any, name: str) -> dict[str, Any]:
     if not isinstance(state, dict):
-        raise FormatError(f"the stored {name} is not a dict; the file is damaged")
+        raise StateError(f"the state of {name} is not a dict")
     return state
 
 
@@ -151,7 +151,7 @@ class FESpaceSerializer(Serializer):
         state = _require_dict(state, self.name)
         cls = _leaf_classes().get(str(state.get("class")))
         if cls is None:
-            raise FormatError(f"the stored ngsolve.FESpace has an unknown space class {state.get('class')!r}")
+            raise StateError(f"the state of ngsolve.FESpace has an unknown space class {state.get('class')!r}")
         mesh = state["mesh"]
         flags = load_flags(state.get("flags", {}), mesh)
         return _restore(cls, (str(state["type"]), mesh, flags), f"a {cls.__name__} space")
@@ -254,7 +254,7 @@ class PeriodicSerializer(Serializer):
         classes = {cls.__name__: cls for cls in self.types}
         cls = classes.get(str(state.get("class")))
         if cls is None:
-            raise FormatError(f"the stored ngsolve.Periodic has an unknown class {state.get('class')!r}")
+            raise StateError(f"the state of ngsolve.Periodic has an unknown class {state.get('class')!r}")
         return restore_archive(cls, state, f"a {cls.__name__} space", children=[state["space"]])
 
 
