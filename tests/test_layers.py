@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import ngser
+from ngser._moved import MOVED
 
 SRC = Path(ngser.__file__).parent
 MODULES = sorted(SRC.rglob("*.py"))
@@ -131,3 +132,36 @@ def test_the_top_level_holds_only_front_ends() -> None:
 def test_no_module_is_much_over_400_lines(path: Path) -> None:
     lines = len(path.read_text().splitlines())
     assert lines <= 450, f"{_module_name(path)} has {lines} lines: split it by what its parts do"
+
+
+# -- module paths of ngser 0.1 ------------------------------------------------------------------
+@pytest.mark.parametrize(("old", "new"), sorted(MOVED.items()))
+def test_old_module_paths_still_import_the_same_module(old: str, new: str) -> None:
+    import importlib
+    import sys
+    import warnings
+
+    sys.modules.pop(old, None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = importlib.import_module(old)
+    assert module is importlib.import_module(new)
+    assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught)
+    assert module.__spec__ is not None and module.__spec__.name == new  # the real module keeps its own spec
+
+
+def test_old_module_paths_work_as_attributes_and_pickled_names_did_not_move() -> None:
+    import pickle
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert ngser.registry.Registry is ngser.Registry  # type: ignore[attr-defined]
+    from ngser.graph import ArrayNode, Graph, ObjectNode, PairsDict, RawNode, Ref
+
+    for cls in (Ref, PairsDict, ObjectNode, ArrayNode, Graph, RawNode):
+        assert cls.__module__ == "ngser.graph"
+    assert b"ngser.graph" in pickle.dumps(Ref(3)) and pickle.loads(pickle.dumps(Ref(3))) == Ref(3)
+    assert ngser.shim._REBUILD is not None and ngser.shim._CREATE is not None
+    with pytest.raises(AttributeError):
+        ngser.no_such_module  # type: ignore[attr-defined]  # noqa: B018
