@@ -8,10 +8,11 @@ Usage::
     python -m ngser info result.h5    # the same, without the script on PATH
 
 Only the object graph is read (:func:`ngser.read_graph`), so files of NGSolve objects
-can be inspected and converted where NGSolve is not installed. Every command exits
-with status 0 on success, 1 when a file is missing, damaged, unrecognised or cannot
-be written (with a one-line message on stderr, never a traceback), and 2 on a usage
-error. Set ``NGSER_DEBUG=1`` to see tracebacks.
+can be inspected and converted where NGSolve is not installed. Exit status: 0 on
+success; 1 when a file is missing, damaged, unrecognised or cannot be written (with a
+one-line message on stderr, never a traceback); 2 on a usage error; 3 on an internal
+error (a bug in ngser: the message asks for ``NGSER_DEBUG=1``, which shows the
+traceback); 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -285,7 +286,8 @@ class Progress:
 
 
 class _ProgressArray(ArrayNode):
-    """An array node that counts its predecessor's bytes as written when a backend reaches it."""
+    """An array node that advances the progress bar by its own bytes when a backend first
+    loads it to write it (so the bar counts arrays as they are handed to the writer)."""
 
     __slots__ = ("_pending", "_progress")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -130,7 +131,7 @@ class ArrayEntry:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=object)) * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize
 
     @classmethod
     def of(cls, array_id: int, data: np.ndarray[Any, Any], label: str | None) -> tuple[ArrayEntry, memoryview]:
