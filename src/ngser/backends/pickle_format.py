@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import pickletools
 import zlib
 from collections.abc import Callable
 from typing import IO, Any, ClassVar
@@ -51,6 +52,19 @@ ROW = ("id", "dtype", "shape", "fortran", "crc", "label")
 #: The globals an untrusted load may resolve: none. ngser's pickles hold only tuples, bytes and
 #: buffers; the graph inside is in ngser's msgpack value encoding.
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {}
+
+
+#: The opcodes ngser's pickle writer emits (protocol 5), and the only ones an untrusted load reads.
+ALLOWED_OPCODES = (
+    "PROTO", "FRAME", "STOP", "MARK", "MEMOIZE", "EMPTY_LIST", "APPEND", "APPENDS", "EMPTY_TUPLE", "TUPLE",
+    "TUPLE1", "TUPLE2", "TUPLE3", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "BININT", "BININT1",
+    "BININT2", "LONG1", "SHORT_BINBYTES", "BINBYTES", "BINBYTES8", "BYTEARRAY8", "NEXT_BUFFER",
+    "READONLY_BUFFER",
+)  # fmt: skip
+#: Opcodes that call, build or fetch objects: refused as code.
+CODE_OPCODES = (
+    "REDUCE", "BUILD", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID",
+)  # fmt: skip
 
 
 class ForeignPickleError(FormatError):
@@ -157,12 +171,56 @@ class RestrictedUnpickler(pickle._Unpickler):
     def _text(self, width: int) -> None:
         self.append(str(self.read(self._sized(width)), "utf-8", "surrogatepass"))
 
-    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)
-    dispatch[pickle.BYTEARRAY8[0]] = lambda self: self._bytes(8, True)
-    dispatch[pickle.BINBYTES8[0]] = lambda self: self._bytes(8, False)
-    dispatch[pickle.BINBYTES[0]] = lambda self: self._bytes(4, False)
-    dispatch[pickle.BINUNICODE8[0]] = lambda self: self._text(8)
-    dispatch[pickle.BINUNICODE[0]] = lambda self: self._text(4)
+    def _refuse_code(self, name: str) -> None:
+        raise UnsafeLoadError(
+            f"{self._source}: the pickle uses the opcode {name}, which can run code and which ngser never writes. "
+            "Nothing was run. Load it with trusted=True (the command line: --trusted) only if you trust where the "
+            "file came from."
+        )
+
+    def _refuse_foreign(self, name: str) -> None:
+        raise ForeignPickleError(
+            f"{self._source}: a pickle, but not one written by ngser (it uses the opcode {name}); load it with "
+            "trusted=True (it may run code) if you trust where it came from"
+        )
+
+    # An allowlist of opcodes: what ngser's writer emits (protocol 5: the outer tuple of str, int,
+    # bytes and a list of buffers). GLOBAL and STACK_GLOBAL stay, so that find_class refuses them by
+    # name; every other opcode that can call or fetch an object (REDUCE, BUILD, NEWOBJ, EXT1/2/4,
+    # whose callables come from copyreg's extension cache without find_class, PERSID, ...) is
+    # refused as code, and the rest, which ngser never writes (memo gets included: they could make
+    # two array entries share one buffer), as a foreign pickle.
+    dispatch: ClassVar[dict[int, Any]] = {}
+
+
+def _dispatch() -> dict[int, Any]:
+    """The restricted unpickler's opcode table (see the comment above its use)."""
+    names = {op.code.encode("latin-1")[0]: op.name for op in pickletools.opcodes}
+    table: dict[int, Any] = {}
+    for name in (*ALLOWED_OPCODES, "GLOBAL", "STACK_GLOBAL"):
+        code = getattr(pickle, name)[0]
+        table[code] = pickle._Unpickler.dispatch[code]
+    for name in CODE_OPCODES:
+        table[getattr(pickle, name)[0]] = lambda self, n=name: self._refuse_code(n)
+    for code in pickle._Unpickler.dispatch:
+        if code not in table:
+            opname = names.get(code, hex(code))
+            table[code] = lambda self, n=opname: self._refuse_foreign(n)
+    table[pickle.BYTEARRAY8[0]] = lambda self: self._bytes(8, True)
+    table[pickle.BINBYTES8[0]] = lambda self: self._bytes(8, False)
+    table[pickle.BINBYTES[0]] = lambda self: self._bytes(4, False)
+    table[pickle.BINUNICODE8[0]] = lambda self: self._text(8)
+    table[pickle.BINUNICODE[0]] = lambda self: self._text(4)
+    return table
+
+
+# An allowlist of opcodes: what ngser's writer emits (protocol 5: the outer tuple of str, int, bytes
+# and a list of buffers). GLOBAL and STACK_GLOBAL stay, so that find_class refuses them by name;
+# every other opcode that can call or fetch an object (REDUCE, BUILD, NEWOBJ, EXT1/2/4, whose
+# callables come from copyreg's extension cache without find_class, PERSID, ...) is refused as
+# code, and the rest, which ngser never writes (memo gets included: they could make two array
+# entries share one buffer), as a foreign pickle.
+RestrictedUnpickler.dispatch = _dispatch()
 
 
 class PickleBackend(StreamBackend):
@@ -256,6 +314,8 @@ def _graph(doc: tuple[Any, ...], source: str) -> Graph:
     flat = checked_flat(flat, source)
     if not isinstance(table, list) or not isinstance(buffers, list) or len(table) != len(buffers):
         raise FormatError(f"{source}: the array table is damaged")
+    if len({id(buffer) for buffer in buffers}) != len(buffers):
+        raise FormatError(f"{source}: two array entries share one buffer; the file is damaged")
     arrays = [_array(ArrayEntry.parse(row, ROW, source), buffer) for row, buffer in zip(table, buffers)]
     meta = {"ngser": header.get("ngser"), "format": version}
     return Graph.from_flat(root, flat, arrays, header["writers"], meta)
