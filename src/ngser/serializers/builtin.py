@@ -9,6 +9,8 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+from ..errors import StateError
+from ..graph import check_hash_spread
 from .base import Serializer
 from .registry import Registry
 
@@ -78,22 +80,59 @@ class _Mutable(Serializer):
         self._fill(obj, state)
 
 
+# Every fill and load checks the state's types first: a state comes from a file, and handing
+# constructors whatever it holds would let a 200-byte file ask for work without end
+# (deque(range(10**18), maxlen=0)) or for gigabytes (bytearray(10**12)).
+def _fill_bytearray(obj: bytearray, state: Any) -> None:
+    if type(state) is not bytes:
+        raise StateError(f"a builtins.bytearray state must be bytes, not {type(state).__name__}")
+    obj.extend(state)
+
+
+def _fill_ordered_dict(obj: collections.OrderedDict[Any, Any], state: Any) -> None:
+    if type(state) is not list or not all(type(pair) is tuple and len(pair) == 2 for pair in state):
+        raise StateError("a collections.OrderedDict state must be a list of (key, value) tuples")
+    check_hash_spread((key for key, _ in state), "a collections.OrderedDict state")
+    try:
+        obj.update(state)
+    except TypeError as exc:  # an unhashable key
+        raise StateError(f"a collections.OrderedDict state has an unusable key: {exc}") from exc
+
+
+def _fill_deque(obj: collections.deque[Any], state: Any) -> None:
+    items = state.get("items") if type(state) is dict else None
+    maxlen = state.get("maxlen") if type(state) is dict else None
+    if type(items) is not list or not (maxlen is None or (type(maxlen) is int and maxlen >= 0)):
+        raise StateError("a collections.deque state must be {'items': list, 'maxlen': None or an int >= 0}")
+    obj.__init__(items, maxlen)  # type: ignore[misc]
+
+
+def _three(state: Any, what: str, allowed: tuple[type, ...]) -> tuple[Any, Any, Any]:
+    if type(state) is not tuple or len(state) != 3 or not all(type(x) in allowed for x in state):
+        names = " or ".join(t.__name__ if t is not type(None) else "None" for t in allowed)
+        raise StateError(f"a {what} state must be a tuple of three values, each {names}")
+    return state
+
+
+def _load_range(state: Any) -> range:
+    start, stop, step = _three(state, "builtins.range", (int,))
+    if step == 0:
+        raise StateError("a builtins.range state has step 0")
+    return range(start, stop, step)
+
+
+def _load_slice(state: Any) -> slice:
+    if type(state) is not tuple or len(state) != 3:
+        raise StateError("a builtins.slice state must be a tuple of three values (start, stop, step)")
+    return slice(*state)
+
+
 STANDARD: tuple[Serializer, ...] = (
-    _Mutable(bytearray, "builtins.bytearray", bytes, lambda obj, state: obj.extend(state)),
-    _Mutable(
-        collections.OrderedDict,
-        "collections.OrderedDict",
-        lambda d: list(d.items()),
-        lambda obj, state: obj.update(state),
-    ),
-    _Mutable(
-        collections.deque,
-        "collections.deque",
-        lambda d: {"items": list(d), "maxlen": d.maxlen},
-        lambda obj, state: obj.__init__(state["items"], state["maxlen"]),
-    ),
-    _Standard(range, "builtins.range", lambda r: (r.start, r.stop, r.step), lambda s: range(*s)),
-    _Standard(slice, "builtins.slice", lambda r: (r.start, r.stop, r.step), lambda s: slice(*s)),
+    _Mutable(bytearray, "builtins.bytearray", bytes, _fill_bytearray),
+    _Mutable(collections.OrderedDict, "collections.OrderedDict", lambda d: list(d.items()), _fill_ordered_dict),
+    _Mutable(collections.deque, "collections.deque", lambda d: {"items": list(d), "maxlen": d.maxlen}, _fill_deque),
+    _Standard(range, "builtins.range", lambda r: (r.start, r.stop, r.step), _load_range),
+    _Standard(slice, "builtins.slice", lambda r: (r.start, r.stop, r.step), _load_slice),
 )
 
 
