@@ -24,7 +24,24 @@ __all__ = [
     "ArgumentError",
     "NotFoundError",
     "StateError",
+    "shown",
 ]
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for an error message: at most ``limit`` characters, and safe for values
+    Python refuses to print (integers of more than 4,300 digits) or whose repr fails.
+
+    >>> shown(2**20000)
+    '<an integer of 20001 bits>'
+    """
+    if type(value) is int and value.bit_length() > 256:
+        return f"<an integer of {value.bit_length()} bits>"
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<a {type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class NgserError(Exception):

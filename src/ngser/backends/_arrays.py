@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any, cast
 import numpy as np
 from numpy.lib import format as npformat
 
-from ..errors import FormatError
+from ..errors import FormatError, shown
 from ._checksum import crc32
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "scalar_from_bytes",
     "ArrayEntry",
     "LazyArray",
+    "check_disjoint",
 ]
 
 #: Largest number of dimensions accepted from a file.
@@ -42,7 +44,7 @@ def parse_dtype(descr: Any, where: str) -> np.dtype[Any]:
             descr = [_fix_field(field) for field in descr]
         dtype = npformat.descr_to_dtype(descr)
     except Exception as exc:
-        raise FormatError(f"{where}: invalid array dtype {descr!r}: {exc}") from exc
+        raise FormatError(f"{where}: invalid array dtype {shown(descr)}: {exc}") from exc
     if dtype.hasobject:
         raise FormatError(f"{where}: array dtype {dtype} holds Python objects, which ngser never writes")
     return dtype
@@ -62,9 +64,9 @@ def _fix_field(field: Any) -> Any:
 def check_shape(shape: Any, where: str) -> tuple[int, ...]:
     """A validated shape tuple read from a file."""
     if not isinstance(shape, (list, tuple)) or len(shape) > MAX_NDIM:
-        raise FormatError(f"{where}: invalid array shape {shape!r}")
-    if not all(type(n) is int and n >= 0 for n in shape):
-        raise FormatError(f"{where}: invalid array shape {shape!r}")
+        raise FormatError(f"{where}: invalid array shape {shown(shape)}")
+    if not all(type(n) is int and 0 <= n < 2**63 for n in shape):
+        raise FormatError(f"{where}: invalid array shape {shown(shape)}")
     return tuple(shape)
 
 
@@ -164,7 +166,7 @@ class ArrayEntry:
             raise FormatError(f"{source}: an array table entry is damaged")
         fields = dict(zip(layout, row))
         nid = fields["id"]
-        if type(nid) is not int:
+        if type(nid) is not int or not 0 <= nid < 2**63:
             raise FormatError(f"{source}: an array table entry has a non-integer id; the file is damaged")
         where = f"{source}: array node {nid}"
         crc, location, kind = fields.get("crc", 0), fields.get("location", 0), fields.get("kind", 0)
@@ -184,7 +186,7 @@ class ArrayEntry:
         )
         if "nbytes" in fields and (type(fields["nbytes"]) is not int or fields["nbytes"] != entry.nbytes):
             raise FormatError(
-                f"{where}: {_count(fields['nbytes'])} bytes do not hold {_count(entry.shape)} elements of {entry.dtype}"
+                f"{where}: {shown(fields['nbytes'])} bytes do not hold {shown(entry.shape)} elements of {entry.dtype}"
             )
         return entry
 
@@ -198,10 +200,17 @@ class ArrayEntry:
         return buffer.view(self.dtype).reshape(self.shape, order="F" if self.fortran else "C")
 
 
-def _count(value: Any) -> str:
-    """A number or shape from a file for a message (Python refuses to print huge ints)."""
-    text = repr(value) if not isinstance(value, int) or value.bit_length() < 1000 else "a huge number of"
-    return text if len(text) <= 80 else text[:77] + "..."
+def check_disjoint(entries: list[ArrayEntry], source: str, within: str = "the data section") -> None:
+    """Refuse entries whose byte ranges (``location`` to ``location + nbytes``) overlap: each stored
+    payload backs one array, so several entries naming one payload (a 4 MB file asking for 1,000
+    arrays of 4 MB) are damage, not sharing. Linear after a sort."""
+    spans = sorted((int(e.location), e.nbytes, e.id) for e in entries if e.nbytes)
+    for (start, size, first), (next_start, _, second) in itertools.pairwise(spans):
+        if next_start < start + size:
+            raise FormatError(
+                f"{source}: array nodes {first} and {second} overlap in {within}; each array has bytes of its own "
+                "in files ngser writes, so the file is damaged"
+            )
 
 
 class LazyArray:

@@ -32,8 +32,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from ..errors import FormatError, VersionError
-from ..graph import FORMAT_VERSION, KINDS, Kind, PairsDict, Ref
+from ..errors import FormatError, VersionError, shown
+from ..graph import FORMAT_VERSION, KINDS, Kind, PairsDict, Ref, check_hash_spread
 from ._arrays import describe_dtype, parse_dtype, scalar_bytes, scalar_from_bytes
 
 __all__ = ["pack_value_document", "unpack_value_document", "check_format", "checked_flat"]
@@ -150,10 +150,9 @@ def _list_hook(items: list[Any]) -> Any:
         if len(items) % 2 != 1:
             raise FormatError("a dict's key/value list has an odd length")
         return PairsDict(list(zip(items[1::2], items[2::2])))
-    try:
-        return (set if kind == SET else frozenset)(items[1:])
-    except TypeError as exc:
-        raise FormatError(f"a set holds an unhashable element: {exc}") from exc
+    elements = items[1:]
+    check_hash_spread(elements, "a set")
+    return (set if kind == SET else frozenset)(elements)
 
 
 def pack_value_document(doc: Any) -> bytes:
@@ -195,6 +194,6 @@ def check_format(version: Any, source: str) -> None:
         raise FormatError(f"{source}: the header has no valid format version")
     if version > FORMAT_VERSION:
         raise VersionError(
-            f"{source}: written in ngser format version {version}, but this ngser reads up to version "
+            f"{source}: written in ngser format version {shown(version)}, but this ngser reads up to version "
             f"{FORMAT_VERSION}; upgrade ngser to read it"
         )

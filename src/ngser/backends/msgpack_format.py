@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import FormatError
 from ..graph import FORMAT_VERSION, ArrayNode, Graph
 from . import PathLike, StreamBackend
-from ._arrays import ArrayEntry, LazyArray
+from ._arrays import ArrayEntry, LazyArray, check_disjoint
 from ._checksum import crc32_async
 from ._codec import check_format, checked_flat, pack_value_document, unpack_value_document
 
@@ -153,6 +153,7 @@ def _entries(doc: dict[str, Any], available: int, source: str) -> list[ArrayEntr
                 f"{entry.where}: the file is truncated: the array needs {offset + entry.nbytes} bytes of data, "
                 f"{max(available, 0)} remain"
             )
+    check_disjoint(entries, source)
     return entries
 
 

@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import ArgumentError, FormatError, GraphError, NgserError, SerializerError, UnsafeLoadError
+from ..errors import ArgumentError, FormatError, GraphError, NgserError, SerializerError, UnsafeLoadError, shown
 from ..serializers import Registry, Serializer, SerializerRecord, default_registry, record_of
 from ._model import MAX_DEPTH, Graph, NodeTuple, ObjectNode, RawNode, make_node
-from ._values import ATOMIC_TYPES, PairsDict, Ref
+from ._values import ATOMIC_TYPES, PairsDict, Ref, check_hash_spread
 
 __all__ = ["Decoder", "Unknown"]
 
@@ -74,18 +74,25 @@ class Decoder:
     def decode(self, graph: Graph) -> Any:
         objects = self._objects
         for array in graph.arrays:
-            if array.id in objects:
-                raise FormatError(f"{self.source}the id {array.id} is used by two arrays; the file is damaged")
+            if type(array.id) is not int or array.id in objects:
+                raise FormatError(f"{self.source}the id {shown(array.id)} is used by two arrays; the file is damaged")
             objects[array.id] = _checked_array(array.load(), array.id, self.source)
         self._graph = graph
         plans = self._plans
+        ids: set[Any] = set()
+        add = ids.add
         for node in graph.node_tuples():  # every type known and allowed before anything is built
             try:
+                add(node[0])
                 known = (node[1], node[2]) in plans
             except TypeError:
                 known = False
             if not known:
                 self._plan(make_node(node))
+        if len(ids) != graph.node_count or not ids.isdisjoint(objects):  # before anything refers to an id
+            raise FormatError(
+                f"{self.source}a node id is used twice (by two nodes, or a node and an array); the file is damaged"
+            )
         self._build_all(graph.node_tuples())
         self._current = None
         return self._value(graph.root, 0)
@@ -128,7 +135,7 @@ class Decoder:
             self._current = node
             if type(nid) is not int or (nid in objects and (create is None or nid not in forward)):
                 raise FormatError(
-                    f"{self.source}node id {nid!r} is not an integer or is used twice; the file is damaged"
+                    f"{self.source}node id {shown(nid)} is not an integer or is used twice; the file is damaged"
                 )
             if fills_dict and not upgrade and type(raw) is dict:  # StateSerializer, inlined
                 obj = objects.get(nid, _MISSING)
@@ -158,7 +165,7 @@ class Decoder:
     def _plan(self, node: ObjectNode) -> _Plan:
         """How to build nodes of this (name, version) (see :data:`_Plan`)."""
         if type(node.name) is not str or type(node.version) is not int:
-            raise FormatError(f"{self.source}a node table entry ({node.id!r}, {node.name!r}) is damaged")
+            raise FormatError(f"{self.source}a node table entry ({shown(node.id)}, {shown(node.name)}) is damaged")
         record = self._serializer(node)
         raw = isinstance(record.serializer, _RawSerializer)
         create, finish = (record.create, record.fill) if record.two_phase else (None, record.load)
@@ -198,7 +205,7 @@ class Decoder:
         found = self._index.get(nid) if type(nid) is int and self._index is not None else None
         if found is None:
             raise FormatError(
-                f"{self.source}{self._owner} refers to id {nid!r}, which is not in the file; the file is damaged"
+                f"{self.source}{self._owner} refers to id {shown(nid)}, which is not in the file; the file is damaged"
             )
         node = make_node(found)
         create = self._serializer(node).create
@@ -247,13 +254,14 @@ class Decoder:
             return {k: x if type(x) in ATOMIC_TYPES else self._value(x, depth) for k, x in v.items()}
         if t is tuple:
             return tuple([x if type(x) in ATOMIC_TYPES else self._value(x, depth) for x in v])
-        try:
-            if t is set or t is frozenset:
-                return t(self._value(x, depth) for x in v)
-            if t is PairsDict:
-                return {self._value(k, depth): self._value(x, depth) for k, x in v.pairs}
-        except TypeError as exc:
-            raise FormatError(f"{self.source}an unhashable key or set element in {self._owner}: {exc}") from exc
+        if t is set or t is frozenset:
+            elements = [self._value(x, depth) for x in v]
+            check_hash_spread(elements, f"{self.source}{self._owner}")
+            return t(elements)
+        if t is PairsDict:
+            pairs = [(self._value(k, depth), self._value(x, depth)) for k, x in v.pairs]
+            check_hash_spread((k for k, _ in pairs), f"{self.source}{self._owner}")
+            return dict(pairs)
         if isinstance(v, np.generic) and not v.dtype.hasobject:
             return v
         raise FormatError(f"{self.source}{self._owner} holds a value of type {t.__name__}, which is not a graph value")

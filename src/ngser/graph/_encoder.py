@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..errors import GraphError, NgserError, SerializerError, UnsupportedTypeError
+from ..errors import FormatError, GraphError, NgserError, SerializerError, UnsupportedTypeError
 from ..serializers import Registry, SerializerRecord, default_registry
 from ._model import FORMAT_VERSION, MAX_DEPTH, ArrayNode, Graph
-from ._values import ATOMIC_TYPES, PLAIN_CONTAINERS, PairsDict, Ref
+from ._values import ATOMIC_TYPES, PLAIN_CONTAINERS, PairsDict, Ref, check_hash_spread
 
 __all__ = ["Encoder"]
 
@@ -162,6 +162,7 @@ class Encoder:
             return self._dict(v, depth)
         if t is tuple:
             return tuple([x if type(x) in ATOMIC_TYPES else self._value(x, depth) for x in v])
+        _check_spread(v, self._owner)  # a file holding it would be refused on load
         return t(x if type(x) in ATOMIC_TYPES else self._value(x, depth) for x in v)
 
     def _dict(self, v: dict[Any, Any], depth: int) -> Any:
@@ -194,6 +195,7 @@ class Encoder:
             out[key] = x
         if plain_keys:
             return out
+        _check_spread(v, self._owner)
         return PairsDict(list(out.items()))
 
     def _list(self, v: list[Any], depth: int) -> list[Any]:
@@ -272,3 +274,12 @@ class Encoder:
         self._keep.append(obj)
         self._status.append(status)
         return ref
+
+
+def _check_spread(keys: Any, owner: str) -> None:
+    """Refuse to save a set or dict whose keys' hashes collide so much that loading it would be
+    refused (:func:`~ngser.graph.check_hash_spread`), as an error about the object, at save time."""
+    try:
+        check_hash_spread(keys, f"in {owner}")
+    except FormatError as exc:
+        raise GraphError(f"cannot save this set or dict: {exc}") from None

@@ -22,13 +22,17 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
+from ..errors import FormatError
+
 __all__ = [
     "ATOMIC_TYPES",
+    "MAX_SAME_HASH",
+    "check_hash_spread",
     "CONTAINER_TYPES",
     "KINDS",
     "PLAIN_CONTAINERS",
@@ -190,6 +194,33 @@ def iter_refs(value: Any) -> Iterator[tuple[Ref, str | None]]:
             stack.extend((x, k if type(k) is str else None) for k, x in reversed(v.items()))
         elif t in CONTAINER_TYPES:
             stack.extend((x, None) for x in reversed(list(children(v))))
+
+
+#: How many keys of one set or dict read from a file may share one hash value. Keys with equal
+#: hashes make building the set or dict quadratic in their number (integers ``k * (2**61 - 1)``
+#: all hash to 0); real data never comes near this.
+MAX_SAME_HASH = 64
+
+
+def check_hash_spread(keys: Iterable[Any], where: str) -> None:
+    """Refuse keys of a set or dict of which more than :data:`MAX_SAME_HASH` share one hash value,
+    before the set or dict is built (:class:`~ngser.FormatError`). ``str`` and ``bytes`` keys are
+    skipped: their hashes are salted per process, so a file cannot choose them."""
+    counts: dict[int, int] = {}
+    for key in keys:
+        t = type(key)
+        if t is str or t is bytes:
+            continue
+        try:
+            h = hash(key)
+        except TypeError as exc:
+            raise FormatError(f"{where}: a set element or dict key is unhashable: {exc}") from exc
+        count = counts[h] = counts.get(h, 0) + 1
+        if count > MAX_SAME_HASH:
+            raise FormatError(
+                f"{where}: more than {MAX_SAME_HASH} set elements or dict keys share one hash value, which would "
+                "make building it take time quadratic in their number; ngser never writes such data"
+            )
 
 
 def values_equal(a: Any, b: Any) -> bool:

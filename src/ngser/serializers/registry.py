@@ -20,7 +20,7 @@ from collections.abc import Callable
 from importlib import metadata
 from typing import Any, TypeVar, overload
 
-from ..errors import RegistrationError, UnknownTypeError, UnsupportedTypeError, VersionError
+from ..errors import RegistrationError, UnknownTypeError, UnsupportedTypeError, VersionError, shown
 from ._record import SerializerRecord, record_of
 from .base import FunctionSerializer, Serializer
 
@@ -189,7 +189,7 @@ class Registry:
         place = f" ({where})" if where else ""
         if not isinstance(stored_version, int) or stored_version > serializer.version:
             raise VersionError(
-                f"{serializer.name!r}{place} was written by version {stored_version} of its serializer, but the "
+                f"{serializer.name!r}{place} was written by version {shown(stored_version)} of its serializer, but the "
                 f"installed one is version {serializer.version}; upgrade the package that registers it"
             )
         for version in range(stored_version, serializer.version):
