@@ -17,6 +17,7 @@ from types import ModuleType
 from . import _moved
 from ._version import __version__
 from .api import convert, decode, dumps, encode, load, loads, read_graph, save, write_graph
+from .backends import Limits
 from .errors import (
     ArgumentError,
     FileAccessError,
@@ -48,6 +49,7 @@ __all__ = [
     "decode",
     "read_graph",
     "open",
+    "Limits",
     "FileView",
     "ArrayInfo",
     "write_graph",

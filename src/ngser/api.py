@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any, Literal, Union
 
 from .atomic import atomic_write
-from .backends import Backend, format_for_path, get_backend, sniff
+from .backends import DEFAULT_LIMITS, Backend, Limits, format_for_path, get_backend, sniff
 from .errors import ArgumentError, FileAccessError, FormatError, UnsafeLoadError
 from .graph import Graph
 from .graph._decoder import Decoder, Unknown
@@ -155,7 +155,14 @@ def save(
         del graph
 
 
-def load(path: Target, *, trusted: bool = False, unknown: Unknown = "error", registry: Registry | None = None) -> Any:
+def load(
+    path: Target,
+    *,
+    trusted: bool = False,
+    unknown: Unknown = "error",
+    registry: Registry | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Any:
     """Load the object saved in ``path`` (a file name or a binary file object); the format is
     recognised from the file's first bytes.
 
@@ -165,14 +172,16 @@ def load(path: Target, *, trusted: bool = False, unknown: Unknown = "error", reg
     pickle that ngser did not write loads as :func:`pickle.load` would load it.
     ``unknown="raw"`` returns :class:`~ngser.RawNode` placeholders for type names no
     installed serializer knows, instead of raising :class:`~ngser.UnknownTypeError`.
+    ``limits`` (:class:`~ngser.Limits`) bound what the file may ask for beyond its size.
     """
     source = _path(path, "read")
     if source is None:
-        return _load_stream(path, trusted=trusted, unknown=unknown, registry=registry)  # type: ignore[arg-type]
+        stream: IO[bytes] = path  # type: ignore[assignment]
+        return _load_stream(stream, trusted=trusted, unknown=unknown, registry=registry, limits=limits)
     name = sniff_file(source)
     backend = get_backend(name)
     with gc_paused():
-        graph = _read_or_foreign(backend, trusted, lambda: backend.read_path(source), source)
+        graph = _read_or_foreign(backend, trusted, lambda: backend.read_path(source, limits=limits), source)
         if not isinstance(graph, Graph):
             return graph
         result = decode(graph, trusted=trusted, unknown=unknown, registry=registry, source=source)
@@ -180,14 +189,14 @@ def load(path: Target, *, trusted: bool = False, unknown: Unknown = "error", reg
     return result
 
 
-def _load_stream(stream: IO[bytes], **kwargs: Any) -> Any:
+def _load_stream(stream: IO[bytes], *, limits: Limits, **kwargs: Any) -> Any:
     """:func:`load` from a binary file object: from its position to its end."""
     seekable = getattr(stream, "seekable", lambda: False)()
     if not seekable or stream.tell() != 0:
         data = stream.read()
         if not isinstance(data, (bytes, bytearray)):
             raise ArgumentError(f"the file object gave {type(data).__name__}, not bytes: open it in binary mode")
-        return loads(data, **kwargs)
+        return loads(data, limits=limits, **kwargs)
     head = stream.read(16)
     if not isinstance(head, bytes):
         raise ArgumentError(f"the file object gave {type(head).__name__}, not bytes: open it in binary mode")
@@ -195,7 +204,9 @@ def _load_stream(stream: IO[bytes], **kwargs: Any) -> Any:
     source = str(getattr(stream, "name", "<stream>"))
     backend = get_backend(_sniffed(head, source))
     with gc_paused():
-        graph = _read_or_foreign(backend, kwargs["trusted"], lambda: backend.read_stream(stream, source), stream)
+        graph = _read_or_foreign(
+            backend, kwargs["trusted"], lambda: backend.read_stream(stream, source, limits=limits), stream
+        )
         if not isinstance(graph, Graph):
             return graph
         return decode(graph, source=source, **kwargs)
@@ -222,6 +233,7 @@ def loads(
     trusted: bool = False,
     unknown: Unknown = "error",
     registry: Registry | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Any:
     """Rebuild an object from bytes made by :func:`dumps` (any format, recognised from the bytes)."""
     try:
@@ -230,7 +242,7 @@ def loads(
         raise ArgumentError(f"loads() takes bytes, not {type(data).__name__}") from exc
     backend = get_backend(_sniffed(bytes(view[:16]), "<bytes>"))
     with gc_paused():
-        graph = _read_or_foreign(backend, trusted, lambda: backend.read_bytes(view), view)
+        graph = _read_or_foreign(backend, trusted, lambda: backend.read_bytes(view, limits=limits), view)
         if not isinstance(graph, Graph):
             return graph
         result = decode(graph, trusted=trusted, unknown=unknown, registry=registry, source="<bytes>")
@@ -278,20 +290,20 @@ def sniff_file(path: PathLike) -> str:
     return _sniffed(head, source)
 
 
-def read_graph(path: PathLike) -> Graph:
+def read_graph(path: PathLike, *, limits: Limits = DEFAULT_LIMITS) -> Graph:
     """Read the graph stored in ``path`` without building any object (checksums are verified)."""
     name = sniff_file(path)
     with gc_paused():
-        return get_backend(name).read_path(path)
+        return get_backend(name).read_path(path, limits=limits)
 
 
-def read_graph_lazily(path: PathLike) -> tuple[Graph, Callable[[], None]]:
+def read_graph_lazily(path: PathLike, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Graph, Callable[[], None]]:
     """The graph of ``path`` with its arrays left in the file where the format allows it
     (msgpack, HDF5: each array is read and checked when loaded); pickle files are read
     whole. Call the returned function to close the file."""
     backend = get_backend(sniff_file(path))
     with gc_paused():
-        return backend.open_lazy(os.fspath(path))
+        return backend.open_lazy(os.fspath(path), limits=limits)
 
 
 def write_graph(graph: Graph, path: PathLike, *, format: Format | None = None, **options: Any) -> None:
@@ -305,7 +317,9 @@ def _write_atomically(backend: Backend, graph: Graph, path: PathLike, options: d
     atomic_write(path, lambda temp: backend.write_path(graph, temp, **options))
 
 
-def convert(src: PathLike, dst: PathLike, *, format: Format | None = None, **options: Any) -> None:
+def convert(
+    src: PathLike, dst: PathLike, *, format: Format | None = None, limits: Limits = DEFAULT_LIMITS, **options: Any
+) -> None:
     """Rewrite the file ``src`` as ``dst`` in another format, without building any object.
 
     Works without the libraries of the objects inside (an NGSolve file converts on a
@@ -313,5 +327,5 @@ def convert(src: PathLike, dst: PathLike, *, format: Format | None = None, **opt
 
     >>> ngser.convert("result.pkl", "result.h5", compression="gzip")
     """
-    graph = read_graph(src)
+    graph = read_graph(src, limits=limits)
     write_graph(graph, dst, format=format, **options)

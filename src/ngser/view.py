@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .api import PathLike, decode, read_graph_lazily, sniff_file
+from .backends import DEFAULT_LIMITS, Limits
 from .errors import NotFoundError
 from .graph import ArrayNode, Graph, ObjectNode, PairsDict, Ref, iter_refs
 from .graph._decoder import Unknown
@@ -44,11 +45,11 @@ class ArrayInfo:
 class FileView:
     """A read-only view of an ngser file; make one with :func:`ngser.open`."""
 
-    def __init__(self, path: PathLike, *, trusted: bool = False) -> None:
+    def __init__(self, path: PathLike, *, trusted: bool = False, limits: Limits = DEFAULT_LIMITS) -> None:
         self.path = os.fspath(path)
         self.trusted = trusted
         self.format = sniff_file(self.path)
-        self.graph, closer = read_graph_lazily(self.path)
+        self.graph, closer = read_graph_lazily(self.path, limits=limits)
         self._closer: Callable[[], None] | None = closer
         self._nodes = {node.id: node for node in self.graph.nodes}
         self._arrays = {array.id: array for array in self.graph.arrays}
@@ -165,11 +166,11 @@ def _subgraph(graph: Graph, root: Any) -> Graph:
     return Graph(root, kept, arrays, graph.writers, graph.meta)
 
 
-def open(path: PathLike, *, trusted: bool = False) -> FileView:
+def open(path: PathLike, *, trusted: bool = False, limits: Limits = DEFAULT_LIMITS) -> FileView:
     """Open an ngser file read-only: list its objects and arrays, load parts of it.
 
     >>> with ngser.open("result.msgpack") as view:
     ...     print(view.objects()[:3], view.arrays()[:3])
     ...     mesh = view.load("mesh")
     """
-    return FileView(path, trusted=trusted)
+    return FileView(path, trusted=trusted, limits=limits)

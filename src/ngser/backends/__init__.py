@@ -18,6 +18,7 @@ import importlib
 import io
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, Any
 
 from ..errors import ArgumentError, FormatError
@@ -25,6 +26,8 @@ from ..graph import Graph
 from ._writeback import WriteBehind, WriteBehindStream
 
 __all__ = [
+    "DEFAULT_LIMITS",
+    "Limits",
     "Backend",
     "StreamBackend",
     "BACKENDS",
@@ -39,6 +42,28 @@ __all__ = [
 PathLike = str | os.PathLike[str]
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What a file may ask of its reader beyond its own size: readers refuse, with an error that
+    names the limit, files that would need more. The defaults suit untrusted files; raise a
+    limit for files you trust that need it::
+
+        ngser.load("zeros.h5", limits=ngser.Limits(expansion=10_000))
+    """
+
+    #: Bytes an array may take in memory per byte of the file that stores it (HDF5 compressed
+    #: datasets: gzip of zeros expands about 1000x).
+    expansion: float = 100.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.expansion, (int, float)) or not self.expansion >= 1:
+            raise ArgumentError(f"Limits(expansion=...) must be a number >= 1, not {self.expansion!r}")
+
+
+#: The limits readers apply when the caller names none.
+DEFAULT_LIMITS = Limits()
+
+
 def _nothing() -> None:
     """The closer of a graph that holds no open file."""
 
@@ -47,7 +72,8 @@ class Backend:
     """The contract every backend fulfils.
 
     Subclasses set ``name``, ``extensions`` and ``magic`` (or override :meth:`matches`) and
-    implement writing and reading for paths, binary file objects and bytes. ``options``
+    implement writing and reading for paths, binary file objects and bytes; readers apply
+    :class:`Limits` (``limits=``) to what a file may ask for beyond its size. ``options``
     are the format-specific keyword arguments of :func:`ngser.save` (``compression=`` for
     HDF5); :meth:`check_options` refuses others. Reading never runs code from the file:
     there is no ``trusted`` here, since no backend builds objects.
@@ -86,30 +112,30 @@ class Backend:
         raise NotImplementedError
 
     # -- reading ------------------------------------------------------------------------
-    def read_path(self, path: PathLike) -> Graph:
+    def read_path(self, path: PathLike, *, limits: Limits = DEFAULT_LIMITS) -> Graph:
         """The graph stored in the file ``path``, every checksum verified."""
         raise NotImplementedError
 
-    def read_stream(self, stream: IO[bytes], source: str) -> Graph:
+    def read_stream(self, stream: IO[bytes], source: str, *, limits: Limits = DEFAULT_LIMITS) -> Graph:
         """The graph stored in a seekable binary file object, from position 0 to its end."""
         raise NotImplementedError
 
-    def read_bytes(self, data: bytes | bytearray | memoryview) -> Graph:
+    def read_bytes(self, data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT_LIMITS) -> Graph:
         """The graph stored in the bytes of a file."""
         raise NotImplementedError
 
-    def open_lazy(self, path: PathLike) -> tuple[Graph, Callable[[], None]]:
+    def open_lazy(self, path: PathLike, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Graph, Callable[[], None]]:
         """The graph of ``path`` with its arrays left in the file until loaded (each is read
         and checked then), and the function that closes the file. Formats without an index
         of their arrays read them all now."""
-        return self.read_path(path), _nothing
+        return self.read_path(path, limits=limits), _nothing
 
 
 class StreamBackend(Backend):
     """A backend that writes its files front to back and reads them from a seekable stream:
     subclasses implement :meth:`write_stream` and :meth:`read`."""
 
-    def read(self, stream: IO[bytes], size: int, source: str) -> Graph:
+    def read(self, stream: IO[bytes], size: int, source: str, limits: Limits = DEFAULT_LIMITS) -> Graph:
         """Read a graph from ``stream`` (at position 0), whose total length is ``size`` bytes."""
         raise NotImplementedError
 
@@ -122,19 +148,19 @@ class StreamBackend(Backend):
         self.write_stream(graph, stream, **options)
         return stream.getvalue()
 
-    def read_path(self, path: PathLike) -> Graph:
+    def read_path(self, path: PathLike, *, limits: Limits = DEFAULT_LIMITS) -> Graph:
         with open(path, "rb", buffering=0) as stream:
             size = os.fstat(stream.fileno()).st_size
-            return self.read(stream, size, os.fspath(path))
+            return self.read(stream, size, os.fspath(path), limits)
 
-    def read_stream(self, stream: IO[bytes], source: str) -> Graph:
+    def read_stream(self, stream: IO[bytes], source: str, *, limits: Limits = DEFAULT_LIMITS) -> Graph:
         size = stream.seek(0, os.SEEK_END)
         stream.seek(0)
-        return self.read(stream, size, source)
+        return self.read(stream, size, source, limits)
 
-    def read_bytes(self, data: bytes | bytearray | memoryview) -> Graph:
+    def read_bytes(self, data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT_LIMITS) -> Graph:
         view = memoryview(data)
-        return self.read(io.BytesIO(view), view.nbytes, "<bytes>")
+        return self.read(io.BytesIO(view), view.nbytes, "<bytes>", limits)
 
 
 #: Format name -> "module:class" of its backend.

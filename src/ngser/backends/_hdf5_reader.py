@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import FormatError
 from ..graph import ArrayNode, Graph, make_node
+from . import DEFAULT_LIMITS, Limits
 from . import hdf5_layout as layout
 from ._arrays import ArrayEntry, LazyArray
 from ._checksum import crc32_async
@@ -32,9 +33,10 @@ def why(exc: BaseException) -> str:
     return str(exc).split("(", 1)[0].strip() or type(exc).__name__
 
 
-def read_file(file: h5py.File, source: str, *, lazy: bool = False) -> Graph:
+def read_file(file: h5py.File, source: str, *, lazy: bool = False, limits: Limits = DEFAULT_LIMITS) -> Graph:
     """The graph stored in the open HDF5 ``file``; with ``lazy=True`` the arrays stay in
-    the file (which must stay open) until they are loaded."""
+    the file (which must stay open) until they are loaded. ``limits`` bound what the file may
+    ask for beyond its size."""
     group = file.get(layout.GROUP)
     if not isinstance(group, h5py.Group):
         raise FormatError(f"{source}: an HDF5 file, but not one written by ngser (it has no {layout.GROUP} group)")

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import ArgumentError, FormatError, NgserError
 from ..graph import FORMAT_VERSION, ArrayNode, Graph
-from . import Backend, PathLike
+from . import DEFAULT_LIMITS, Backend, Limits, PathLike
 from . import hdf5_layout as layout
 from ._arrays import ArrayEntry, describe_dtype
 from ._checksum import CrcJob, crc32_async
@@ -92,27 +92,27 @@ class HDF5Backend(Backend):
         stream.write(self.write_bytes(graph, **options))
 
     # -- reading --------------------------------------------------------------------
-    def read_path(self, path: PathLike) -> Graph:
+    def read_path(self, path: PathLike, *, limits: Limits = DEFAULT_LIMITS) -> Graph:
         source = os.fspath(path)
         with _open(source, source) as file:
-            return _guarded(source, read_file, file, source)
+            return _guarded(source, read_file, file, source, limits=limits)
 
-    def read_stream(self, stream: IO[bytes], source: str) -> Graph:
+    def read_stream(self, stream: IO[bytes], source: str, *, limits: Limits = DEFAULT_LIMITS) -> Graph:
         with _open(stream, source) as file:
-            return _guarded(source, read_file, file, source)
+            return _guarded(source, read_file, file, source, limits=limits)
 
-    def open_lazy(self, path: PathLike) -> tuple[Graph, Callable[[], None]]:
+    def open_lazy(self, path: PathLike, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Graph, Callable[[], None]]:
         source = os.fspath(path)
         file = _open(source, source)
         try:
-            return _guarded(source, read_file, file, source, lazy=True), file.close
+            return _guarded(source, read_file, file, source, lazy=True, limits=limits), file.close
         except BaseException:
             file.close()
             raise
 
-    def read_bytes(self, data: bytes | bytearray | memoryview) -> Graph:
+    def read_bytes(self, data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT_LIMITS) -> Graph:
         with _open(bytes(data), "<bytes>") as file:
-            return _guarded("<bytes>", read_file, file, "<bytes>")
+            return _guarded("<bytes>", read_file, file, "<bytes>", limits=limits)
 
 
 def _open(target: str | bytes | IO[bytes], source: str) -> h5py.File:

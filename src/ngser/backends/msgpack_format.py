@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import FormatError
 from ..graph import FORMAT_VERSION, ArrayNode, Graph
-from . import PathLike, StreamBackend
+from . import DEFAULT_LIMITS, Limits, PathLike, StreamBackend
 from ._arrays import ArrayEntry, LazyArray, check_disjoint
 from ._checksum import crc32_async
 from ._codec import check_format, checked_flat, pack_value_document, unpack_value_document
@@ -85,7 +85,7 @@ class MsgpackBackend(StreamBackend):
             stream.write(view)
             position = target + view.nbytes
 
-    def read(self, stream: IO[bytes], size: int, source: str) -> Graph:
+    def read(self, stream: IO[bytes], size: int, source: str, limits: Limits = DEFAULT_LIMITS) -> Graph:
         doc, start = _read_document(stream, size, source)
         read = []  # each array's checksum runs on the pool while the next one is read
         for entry in _entries(doc, size - start, source):
@@ -94,7 +94,7 @@ class MsgpackBackend(StreamBackend):
         arrays = [ArrayNode(entry.id, entry.array(buffer, job.result()), entry.label) for entry, buffer, job in read]
         return _graph(doc, arrays, source)
 
-    def open_lazy(self, path: PathLike) -> tuple[Graph, Callable[[], None]]:
+    def open_lazy(self, path: PathLike, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Graph, Callable[[], None]]:
         source = os.fspath(path)
         with open(source, "rb") as stream:
             size = os.fstat(stream.fileno()).st_size

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import FormatError, UnsafeLoadError
 from ..graph import FORMAT_VERSION, ArrayNode, Graph
-from . import PathLike, StreamBackend
+from . import DEFAULT_LIMITS, Limits, PathLike, StreamBackend
 from ._arrays import ArrayEntry
 from ._checksum import crc32, crc32_async
 from ._codec import check_format, checked_flat, pack_value_document, unpack_value_document
@@ -257,7 +257,7 @@ class PickleBackend(StreamBackend):
         data = pickle.dumps(self.document(graph), protocol=PROTOCOL, buffer_callback=buffers.append)
         return [data, *(buffer.raw() for buffer in buffers)]
 
-    def read(self, stream: IO[bytes], size: int, source: str) -> Graph:
+    def read(self, stream: IO[bytes], size: int, source: str, limits: Limits = DEFAULT_LIMITS) -> Graph:
         return self._read(stream, size, source, None)
 
     def read_frames(self, frames: list[Any], source: str = "<frames>") -> Graph:
@@ -314,11 +314,16 @@ def _graph(doc: tuple[Any, ...], source: str) -> Graph:
     flat = checked_flat(flat, source)
     if not isinstance(table, list) or not isinstance(buffers, list) or len(table) != len(buffers):
         raise FormatError(f"{source}: the array table is damaged")
-    if len({id(buffer) for buffer in buffers}) != len(buffers):
+    held = [buffer for buffer in buffers if _is_buffer(buffer) and memoryview(buffer).nbytes]  # b"" is one object
+    if len({id(buffer) for buffer in held}) != len(held):
         raise FormatError(f"{source}: two array entries share one buffer; the file is damaged")
     arrays = [_array(ArrayEntry.parse(row, ROW, source), buffer) for row, buffer in zip(table, buffers)]
     meta = {"ngser": header.get("ngser"), "format": version}
     return Graph.from_flat(root, flat, arrays, header["writers"], meta)
+
+
+def _is_buffer(value: Any) -> bool:
+    return isinstance(value, (bytes, bytearray, memoryview, pickle.PickleBuffer))
 
 
 def _array(entry: ArrayEntry, buffer: Any) -> ArrayNode:
