@@ -22,6 +22,8 @@ from ._values import ATOMIC_TYPES, PairsDict, Ref, check_hash_spread
 __all__ = ["Decoder", "Unknown"]
 
 _MISSING = object()
+#: Node ids are non-negative 64-bit integers (HDF5 stores them as int64).
+_MAX_ID = 2**63
 
 Unknown = Literal["error", "raw"]
 
@@ -81,9 +83,12 @@ class Decoder:
         plans = self._plans
         ids: set[Any] = set()
         add = ids.add
-        for node in graph.node_tuples():  # every type known and allowed before anything is built
+        for node in graph.node_tuples():  # every id and type checked before anything is built
+            nid = node[0]
+            if type(nid) is not int or not 0 <= nid < _MAX_ID:
+                raise FormatError(f"{self.source}node id {shown(nid)} is not an integer id; the file is damaged")
+            add(nid)
             try:
-                add(node[0])
                 known = (node[1], node[2]) in plans
             except TypeError:
                 known = False

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..errors import shown
 from ._values import iter_refs, values_equal
 
 __all__ = [
@@ -57,7 +58,7 @@ class ObjectNode(NamedTuple):
     state: Any
 
     def __repr__(self) -> str:
-        return f"ObjectNode(id={self.id}, name={self.name!r}, version={self.version})"
+        return f"ObjectNode(id={shown(self.id)}, name={shown(self.name)}, version={shown(self.version)})"
 
 
 #: ``make_node((id, name, version, state))``: an ObjectNode from a 4-tuple, without the
