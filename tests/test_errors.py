@@ -271,3 +271,23 @@ def test_file_view_lookups_raise_a_key_error_with_a_plain_message(tmp_path: Path
                 lookup()
             assert isinstance(info.value, ngser.NotFoundError)
             assert str(info.value).startswith(f"{path}: ")  # not KeyError's quoted repr
+
+
+def test_wrapped_exceptions_carry_where_they_happened_too(fmt: str) -> None:
+    registry = ngser.Registry()
+
+    class Brittle:
+        pass
+
+    def load(state: Any) -> Any:
+        raise KeyError("missing")
+
+    ngser.register(Brittle, name="tests.Brittle", dump=lambda o: {}, load=load, registry=registry)
+    with pytest.raises(ngser.SerializerError) as info:
+        ngser.loads(ngser.dumps([Brittle()], format=fmt, registry=registry), registry=registry)
+    assert (info.value.path, info.value.node, info.value.type_name) == ("<bytes>", 0, "tests.Brittle")
+
+
+def test_errors_without_a_node_name_only_the_type() -> None:
+    error = ngser.StateError("bad").locate(path="<pickle>", type_name="x.Y")
+    assert str(error) == "<pickle>: 'x.Y': bad"

@@ -56,13 +56,23 @@ class NgserError(Exception):
     node: int | None = None
     type_name: str | None = None
 
+    def __init__(
+        self, *args: object, path: str | None = None, node: int | None = None, type_name: str | None = None
+    ) -> None:
+        super().__init__(*args)
+        if path is not None or node is not None or type_name is not None:  # the message says where already
+            self.path, self.node, self.type_name = path, node, type_name
+
     def locate(self, *, path: str | None = None, node: int | None = None, type_name: str | None = None) -> NgserError:
         """Record where this error happened and put it in front of the message, once;
         returns ``self`` (for ``raise exc.locate(...)``)."""
         if self.node is not None or self.type_name is not None:
             return self  # located already, at the innermost node
+        if self.args and not isinstance(self.args[0], str):
+            self.args = (str(self.args[0]), *self.args[1:])
         self.path, self.node, self.type_name = path or None, node, type_name
-        parts = [p for p in (path, f"{type_name!r} (node {node})" if type_name else None) if p]
+        where = None if not type_name else f"{type_name!r}" + (f" (node {node})" if node is not None else "")
+        parts = [p for p in (path, where) if p]
         message = str(self.args[0]) if self.args else ""
         prefix = ": ".join(parts)
         if prefix and not message.startswith(prefix):

@@ -9,9 +9,9 @@ value encoding (the same as the msgpack format's document): decoding it is bound
 length and resolves no name, and everything but the array bytes is under ``graph_crc32``.
 ``array_table`` lists ``[id, dtype, shape, fortran, crc32, label]``; ``buffers`` holds
 each array's bytes as a ``PickleBuffer`` in the same order: in-band in files (written
-without a copy), out-of-band when the caller of :meth:`PickleBackend.write_bytes` passes
-a ``buffer_callback``. The outer tuple is read by a bounded pure-Python unpickler, so a
-damaged length or memo index cannot make the reader allocate more than the file holds.
+without a copy), out-of-band in :meth:`PickleBackend.write_frames`. The outer tuple is read
+by a bounded pure-Python unpickler, so a damaged length or memo index cannot make the reader
+allocate more than the file holds.
 
 Loading uses :class:`RestrictedUnpickler`, which resolves no global at all: any global
 (``os.system``...) raises :class:`~ngser.UnsafeLoadError` before it is looked up. A pickle
@@ -124,8 +124,8 @@ class RestrictedUnpickler(pickle._Unpickler):
         if found is None:
             raise UnsafeLoadError(
                 f"{self._source}: the pickle asks for {module}.{name}, which ngser does not write; loading it "
-                "could run code. Nothing was run. Load it with trusted=True (the command line: --trusted) only "
-                "if you trust where the file came from."
+                "could run code. Nothing was run. Load it with trusted=True only if you trust where the file came "
+                "from."
             )
         return found
 
@@ -174,8 +174,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     def _refuse_code(self, name: str) -> None:
         raise UnsafeLoadError(
             f"{self._source}: the pickle uses the opcode {name}, which can run code and which ngser never writes. "
-            "Nothing was run. Load it with trusted=True (the command line: --trusted) only if you trust where the "
-            "file came from."
+            "Nothing was run. Load it with trusted=True only if you trust where the file came from."
         )
 
     def _refuse_foreign(self, name: str) -> None:

@@ -164,7 +164,10 @@ class Decoder:
             except Exception as exc:
                 raise SerializerError(
                     f"{self.source}rebuilding {name!r} (node {nid}) failed: {type(exc).__name__}: "
-                    f"{exc}. The file may be damaged, or the serializer cannot handle this state."
+                    f"{exc}. The file may be damaged, or the serializer cannot handle this state.",
+                    path=self.path or None,
+                    node=nid,
+                    type_name=name,
                 ) from exc
 
     def _plan(self, node: ObjectNode) -> _Plan:
@@ -226,7 +229,12 @@ class Decoder:
         except NgserError as exc:
             raise exc.locate(path=self.path, node=nid, type_name=node.name) from None
         except Exception as exc:
-            raise SerializerError(f"{self.source}creating {node.name!r} (node {nid}) failed: {exc}") from exc
+            raise SerializerError(
+                f"{self.source}creating {node.name!r} (node {nid}) failed: {exc}",
+                path=self.path or None,
+                node=nid,
+                type_name=node.name,
+            ) from exc
         return obj
 
     # -- values -----------------------------------------------------------------------

@@ -87,7 +87,9 @@ class Encoder:
             except Exception as exc:
                 raise SerializerError(
                     f"the serializer of {serializer.name!r} failed to dump an object of type "
-                    f"{type(obj).__qualname__} (node {nid}): {type(exc).__name__}: {exc}"
+                    f"{type(obj).__qualname__} (node {nid}): {type(exc).__name__}: {exc}",
+                    node=nid,
+                    type_name=serializer.name,
                 ) from exc
             state = dict_state(raw, 1) if type(raw) is dict else self._value(raw, 0)
             node = (nid, serializer.name, serializer.version, state)
