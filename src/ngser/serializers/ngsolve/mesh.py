@@ -18,6 +18,7 @@ import numpy as np
 
 from ...errors import StateError
 from ..base import Serializer
+from ._checks import MAX_CURVE_ORDER, checked_mesh_state, int_in
 
 __all__ = ["NetgenMeshSerializer", "MeshSerializer", "dump_netgen_mesh", "load_netgen_mesh"]
 
@@ -112,12 +113,11 @@ def _add_elements(ngmesh: Any, dim: int, verts: np.ndarray, index: np.ndarray) -
 
 
 def load_netgen_mesh(state: dict[str, Any]) -> Any:
-    """Rebuild a ``netgen.meshing.Mesh`` from :func:`dump_netgen_mesh`'s state."""
-    try:
-        dim = int(state["dim"])
-        points = np.ascontiguousarray(state["points"], dtype=np.float64)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StateError(f"the state of netgen.Mesh lacks its dimension or points: {exc}") from exc
+    """Rebuild a ``netgen.meshing.Mesh`` from :func:`dump_netgen_mesh`'s state, checked first
+    (:func:`~._checks.checked_mesh_state`): nothing unchecked reaches netgen."""
+    state = checked_mesh_state(state)
+    dim = state["dim"]
+    points = np.ascontiguousarray(state["points"], dtype=np.float64)
     ngmesh = nm.Mesh(dim=dim)
     geometry = state.get("geometry")
     if geometry is not None:
@@ -162,8 +162,8 @@ def _set_names(ngmesh: Any, names: list[list[str]]) -> None:
         lambda i, n: ngmesh.SetCD3Name(i + 1, n),
     ]
     for codim, level in enumerate(names):
+        current = list(ngmesh.GetRegionNames(codim=codim))  # once per level: linear in the names
         for i, name in enumerate(level):
-            current = ngmesh.GetRegionNames(codim=codim)
             if i < len(current) and current[i] == name:
                 continue
             setters[codim](i, str(name))
@@ -197,7 +197,7 @@ class NetgenMeshSerializer(Serializer):
 
     def load(self, state: Any) -> Any:
         ngmesh = load_netgen_mesh(state)
-        order = int(state.get("curve_order", 1))
+        order = int(state.get("curve_order", 1))  # checked by load_netgen_mesh
         if order > 1:
             ngmesh.Curve(order)
         return ngmesh
@@ -219,7 +219,7 @@ class MeshSerializer(Serializer):
         if not isinstance(ngmesh, nm.Mesh):
             raise StateError("the state of ngsolve.Mesh does not refer to a netgen.Mesh")
         mesh = ngsolve.Mesh(ngmesh)
-        order = int(state.get("curve_order", 1))
+        order = int_in(state.get("curve_order", 1), 1, MAX_CURVE_ORDER, "ngsolve.Mesh: curve_order")
         if order > 1 and int(ngmesh.GetCurveOrder()) != order:
             mesh.Curve(order)
         return mesh

@@ -1,0 +1,180 @@
+"""Checks of NGSolve states before any value reaches NGSolve's C++ code.
+
+netgen trusts what it is given: a vertex number past the last point, a points array of the
+wrong width or an identification of a point that does not exist crash the process, and
+values such as a curve order of 4097 make it work for minutes. Every serializer of this
+package passes its state through these checks first; each failure is a
+:class:`~ngser.StateError` saying which value is wrong and what it should be (the decoder adds
+the file, node and type).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ...errors import StateError, shown
+
+__all__ = ["MAX_CURVE_ORDER", "NODE_COUNTS", "checked_mesh_state", "int_in", "require_dict"]
+
+#: The highest curve order a file may ask for (netgen's own examples use up to 8; the work of
+#: ``Curve(p)`` grows steeply with ``p``).
+MAX_CURVE_ORDER = 16
+#: Vertex counts per element of each dimension that netgen's AddElements builds.
+NODE_COUNTS = {0: {1}, 1: {2, 3}, 2: {3, 4, 6, 8}, 3: {4, 5, 6, 8, 10, 13, 15, 20}}
+#: Extra region names a level may hold beyond its elements and descriptors.
+_SPARE_NAMES = 64
+_INT32 = 2**31 - 1
+
+
+def require_dict(state: Any, what: str) -> dict[str, Any]:
+    if type(state) is not dict:
+        raise StateError(f"the state of {what} must be a dict, not {type(state).__name__}")
+    return state
+
+
+def int_in(value: Any, low: int, high: int, what: str) -> int:
+    """``value`` if it is an int (not a bool) in ``[low, high]``."""
+    if type(value) is not int or not low <= value <= high:
+        raise StateError(f"{what} must be an integer from {low} to {high}, not {shown(value)}")
+    return value
+
+
+def _array(state: dict[str, Any], key: str, kind: str, ndim: int, what: str) -> np.ndarray[Any, Any]:
+    value = state.get(key)
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in kind or value.ndim != ndim:
+        got = f"{value.dtype} array of {value.ndim} dimensions" if isinstance(value, np.ndarray) else shown(value)
+        raise StateError(f"{what}: {key} must be a {ndim}-dimensional array of kind {kind!r}, not {got}")
+    return value
+
+
+def _names(value: Any, levels: int, bound: int) -> list[list[str]]:
+    if type(value) is not list or len(value) > levels:
+        raise StateError(f"netgen.Mesh: region_names must be a list of at most {levels} lists of names")
+    for level in value:
+        if type(level) is not list or not all(type(name) is str for name in level):
+            raise StateError("netgen.Mesh: each level of region_names must be a list of strings")
+        if len(level) > bound:
+            raise StateError(
+                f"netgen.Mesh: a level of region_names holds {len(level)} names, more than the mesh's "
+                f"{bound} elements and descriptors could use"
+            )
+    return value
+
+
+def _descriptors(value: Any, fields: dict[str, type], what: str) -> list[dict[str, Any]]:
+    if type(value) is not list:
+        raise StateError(f"netgen.Mesh: {what} must be a list")
+    for item in value:
+        if type(item) is not dict:
+            raise StateError(f"netgen.Mesh: each of {what} must be a dict")
+        for key, kind in fields.items():
+            if key not in item:
+                continue
+            field = item[key]
+            if kind is int:
+                int_in(field, -1, _INT32, f"netgen.Mesh: {what} field {key}")
+            elif kind is str and type(field) is not str:
+                raise StateError(f"netgen.Mesh: {what} field {key} must be a string")
+            elif kind is list and not (
+                type(field) in (list, tuple) and len(field) == 2 and all(type(x) is int for x in field)
+            ):
+                raise StateError(f"netgen.Mesh: {what} field {key} must be two integers")
+    return value
+
+
+def checked_mesh_state(state: Any) -> dict[str, Any]:
+    """The state of a ``netgen.Mesh`` (:func:`~.mesh.dump_netgen_mesh`), every value checked
+    against the others: shapes and dtypes, vertex numbers against the points, region indices
+    against the names and descriptors, counts against what the elements can use."""
+    state = require_dict(state, "netgen.Mesh")
+    dim = int_in(state.get("dim"), 1, 3, "netgen.Mesh: dim")
+    points = _array(state, "points", "fiu", 2, "netgen.Mesh")
+    if points.shape[1] != dim:
+        raise StateError(f"netgen.Mesh: points must have {dim} columns for a {dim}D mesh, not {points.shape[1]}")
+    if not np.isfinite(points).all():
+        raise StateError("netgen.Mesh: points must be finite numbers")
+    npoints = len(points)
+    faces = _descriptors(
+        state.get("face_descriptors", []),
+        {"surfnr": int, "domin": int, "domout": int, "bc": int, "bcname": str},
+        "face_descriptors",
+    )
+    edges = _descriptors(
+        state.get("edge_descriptors", []),
+        {
+            "index": int,
+            "edgenr": int,
+            "surfnr": list,
+            "domin": int,
+            "domout": int,
+            "fdindex": int,
+            "tlosurf": int,
+            "name": str,
+        },
+        "edge_descriptors",
+    )
+    elements: dict[int, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]] = {}
+    for d in range(dim, -1, -1):
+        key = f"elements{d}d_vertices"
+        if key not in state:
+            continue
+        verts = _array(state, key, "iu", 2, "netgen.Mesh")
+        index = _array(state, f"elements{d}d_index", "iu", 1, "netgen.Mesh")
+        if len(index) != len(verts):
+            raise StateError(f"netgen.Mesh: {len(verts)} {d}D elements but {len(index)} region indices")
+        _check_vertices(verts, d, npoints)
+        elements[d] = (verts, index)
+    total = sum(len(index) for _, index in elements.values())
+    names = _names(state.get("region_names", []), dim + 1, total + len(faces) + len(edges) + _SPARE_NAMES)
+    for d, (_, index) in elements.items():
+        level = names[dim - d] if dim - d < len(names) else []
+        # 2D elements index face descriptors (netgen reads past them otherwise); other levels
+        # index region names, which netgen grows to the largest index: bound them by what the
+        # file holds, so an index of 10**9 cannot ask for 10**9 names.
+        bound = len(faces) if d == 2 else max(len(level), len(faces), len(edges)) + _SPARE_NAMES
+        if index.size and (int(index.min()) < 1 or int(index.max()) > max(bound, 0)):
+            raise StateError(
+                f"netgen.Mesh: {d}D elements name regions {int(index.min())}..{int(index.max())}, but the mesh "
+                f"has {bound} of them"
+            )
+    idents = state.get("identifications", np.zeros((0, 3), np.int32))
+    kinds = state.get("identification_types", [])
+    if not isinstance(idents, np.ndarray) or idents.dtype.kind not in "iu" or idents.shape[1:] != (3,):
+        raise StateError("netgen.Mesh: identifications must be an integer array of shape (n, 3)")
+    if type(kinds) is not list or not all(type(k) is str for k in kinds):
+        raise StateError("netgen.Mesh: identification_types must be a list of names")
+    if idents.size and (
+        int(idents[:, :2].min()) < 1 or int(idents[:, :2].max()) > npoints or int(idents[:, 2].min()) < 1
+    ):
+        raise StateError(f"netgen.Mesh: an identification names a point outside 1..{npoints} or number < 1")
+    if idents.size and int(idents[:, 2].max()) > len(kinds):
+        raise StateError("netgen.Mesh: an identification number has no identification type")
+    int_in(state.get("curve_order", 1), 1, MAX_CURVE_ORDER, "netgen.Mesh: curve_order")
+    return state
+
+
+def _check_vertices(verts: np.ndarray[Any, Any], d: int, npoints: int) -> None:
+    """Vertex numbers 1..npoints, then zeros as padding; a count netgen has an element for;
+    no vertex twice in one element."""
+    if not verts.size:
+        return
+    width = verts.shape[1]
+    if width > max(NODE_COUNTS[d]):
+        raise StateError(f"netgen.Mesh: {d}D elements have {width} vertex columns, at most {max(NODE_COUNTS[d])}")
+    if int(verts.min()) < 0 or int(verts.max()) > npoints:
+        raise StateError(
+            f"netgen.Mesh: {d}D elements use vertex numbers {int(verts.min())}..{int(verts.max())}, but the mesh "
+            f"has points 1..{npoints}"
+        )
+    present = verts != 0
+    counts = present.sum(axis=1)
+    if not (present == (np.arange(width) < counts[:, None])).all():
+        raise StateError(f"netgen.Mesh: {d}D elements must list their vertices first, then zeros")
+    bad = set(np.unique(counts).tolist()) - NODE_COUNTS[d]
+    if bad:
+        raise StateError(f"netgen.Mesh: {d}D elements with {sorted(bad)} vertices do not exist in netgen")
+    ordered = np.sort(np.where(present, verts, -np.arange(1, width + 1)), axis=1)
+    if (ordered[:, 1:] == ordered[:, :-1]).any():
+        raise StateError(f"netgen.Mesh: a {d}D element uses one vertex twice")

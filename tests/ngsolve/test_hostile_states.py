@@ -1,0 +1,115 @@
+"""Crafted NGSolve mesh states: each ends in a StateError, none crashes or hangs the loading process.
+
+Every case edits one value of a real mesh's graph and rewrites the file with ngser's own writer
+(so every checksum matches), then loads it in a child process: a crash there (SIGSEGV, SIGABRT)
+or a hang would kill or stall only the child, and the test sees it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ngser
+from conftest import periodic_mesh, square_mesh
+from ngser.backends import get_backend
+from ngser.graph import Graph, ObjectNode
+
+
+def _ngmesh_node(graph: Graph) -> tuple[int, dict[str, Any]]:
+    for index, node in enumerate(graph.nodes):
+        if node.name == "netgen.Mesh":
+            return index, node.state
+    raise AssertionError("no netgen.Mesh node")
+
+
+def _array(graph: Graph, ref: Any) -> Any:
+    return next(a for a in graph.arrays if a.id == ref.id)
+
+
+def _set_array(graph: Graph, state: dict[str, Any], key: str, value: np.ndarray) -> None:
+    _array(graph, state[key]).data = value
+
+
+EDITS: dict[str, Callable[[Graph, dict[str, Any]], None]] = {
+    "vertex 10**6": lambda g, s: _array(g, s["elements2d_vertices"]).data.__setitem__((0, 0), 10**6),
+    "vertex -5": lambda g, s: _array(g, s["elements2d_vertices"]).data.__setitem__((0, 0), -5),
+    "every vertex + 1000": lambda g, s: _array(g, s["elements1d_vertices"]).data.__iadd__(1000),
+    "zero points": lambda g, s: _set_array(g, s, "points", np.zeros((0, 2))),
+    "points with 7 columns": lambda g, s: _set_array(g, s, "points", np.zeros((50, 7))),
+    "region index 99": lambda g, s: _array(g, s["elements2d_index"]).data.__setitem__(0, 99),
+    "region index 10**9": lambda g, s: _array(g, s["elements1d_index"]).data.__setitem__(0, 10**9),
+    "vertex twice": lambda g, s: _array(g, s["elements2d_vertices"]).data.__setitem__((0, 1), 1),
+    "8 vertex columns for triangles": lambda g, s: _set_array(
+        g, s, "elements2d_vertices", np.ones((len(_array(g, s["elements2d_vertices"]).data), 9), np.int32)
+    ),
+    "curve order 4097": lambda g, s: s.__setitem__("curve_order", 4097),
+    "16,000 boundary names": lambda g, s: s["region_names"].__setitem__(1, [f"b{i}" for i in range(16_000)]),
+    "dim 7": lambda g, s: s.__setitem__("dim", 7),
+    "points as text": lambda g, s: s.__setitem__("points", "not points"),
+    "face descriptor domin 2**40": lambda g, s: s["face_descriptors"][0].__setitem__("domin", 2**40),
+}
+
+PERIODIC_EDITS: dict[str, Callable[[Graph, dict[str, Any]], None]] = {
+    "identification of point 10**6": lambda g, s: _array(g, s["identifications"]).data.__setitem__((0, 0), 10**6),
+    "identification number 50": lambda g, s: _array(g, s["identifications"]).data.__setitem__((0, 2), 50),
+}
+
+CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+import ngser
+try:
+    ngser.load(sys.argv[1])
+except ngser.NgserError as exc:
+    print(type(exc).__name__, exc)
+else:
+    print("LOADED")
+"""
+
+
+def _crafted(mesh: Any, edit: Callable[[Graph, dict[str, Any]], None], path: Path) -> Path:
+    ngser.save(mesh, path)
+    graph = ngser.read_graph(path)
+    index, state = _ngmesh_node(graph)
+    for array in graph.arrays:
+        array.data = np.array(array.data)  # writable copies
+    edit(graph, state)
+    node = graph.nodes[index]
+    graph.nodes[index] = ObjectNode(node.id, node.name, node.version, state)
+    graph._flat = None  # the node table was edited in its list form
+    get_backend("msgpack").write_path(graph, path)
+    return path
+
+
+def _load_in_child(path: Path) -> str:
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, f"the loading process died with {out.returncode}: {out.stderr[-1500:]}"
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("case", sorted(EDITS))
+def test_crafted_mesh_states_are_refused_before_netgen_sees_them(case: str, tmp_path: Path) -> None:
+    path = _crafted(square_mesh(0.3), EDITS[case], tmp_path / "m.msgpack")
+    verdict = _load_in_child(path)
+    assert verdict.startswith("StateError") and "netgen.Mesh" in verdict, verdict
+
+
+@pytest.mark.parametrize("case", sorted(PERIODIC_EDITS))
+def test_crafted_identifications_are_refused(case: str, tmp_path: Path) -> None:
+    path = _crafted(periodic_mesh(), PERIODIC_EDITS[case], tmp_path / "p.msgpack")
+    verdict = _load_in_child(path)
+    assert verdict.startswith("StateError") and "identification" in verdict, verdict
+
+
+def test_the_unedited_file_loads_in_the_child(tmp_path: Path) -> None:
+    path = _crafted(square_mesh(0.3), lambda g, s: None, tmp_path / "m.msgpack")
+    assert _load_in_child(path) == "LOADED"
