@@ -84,11 +84,11 @@ def _descriptors(value: Any, fields: dict[str, type], what: str) -> list[dict[st
     return value
 
 
-def checked_mesh_state(state: Any) -> dict[str, Any]:
+def checked_mesh_state(raw: Any) -> dict[str, Any]:
     """The state of a ``netgen.Mesh`` (:func:`~.mesh.dump_netgen_mesh`), every value checked
     against the others: shapes and dtypes, vertex numbers against the points, region indices
     against the names and descriptors, counts against what the elements can use."""
-    state = require_dict(state, "netgen.Mesh")
+    state = require_dict(raw, "netgen.Mesh")
     dim = int_in(state.get("dim"), 1, 3, "netgen.Mesh: dim")
     points = _array(state, "points", "fiu", 2, "netgen.Mesh")
     if points.shape[1] != dim:
