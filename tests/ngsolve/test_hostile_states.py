@@ -113,3 +113,53 @@ def test_crafted_identifications_are_refused(case: str, tmp_path: Path) -> None:
 def test_the_unedited_file_loads_in_the_child(tmp_path: Path) -> None:
     path = _crafted(square_mesh(0.3), lambda g, s: None, tmp_path / "m.msgpack")
     assert _load_in_child(path) == "LOADED"
+
+
+def _crafted_node(obj: Any, name: str, edit: Callable[[dict[str, Any]], None], path: Path) -> Path:
+    """``obj`` saved, then the state of its first node of type ``name`` edited in place."""
+    ngser.save(obj, path)
+    graph = ngser.read_graph(path)
+    index = next(i for i, node in enumerate(graph.nodes) if node.name == name)
+    node = graph.nodes[index]
+    edit(node.state)
+    graph._flat = None
+    get_backend("msgpack").write_path(graph, path)
+    return path
+
+
+def _gridfunction(space: str = "H1", **kwargs: Any) -> Any:
+    import ngsolve
+
+    mesh = square_mesh(0.5)
+    gfu = ngsolve.GridFunction(getattr(ngsolve, space)(mesh, order=2, **kwargs))
+    gfu.Set(ngsolve.x)
+    return gfu
+
+
+NODE_EDITS: dict[str, tuple[Callable[[], Any], str, Callable[[dict[str, Any]], None], str]] = {
+    "order 10**6": (_gridfunction, "ngsolve.FESpace", lambda s: s["flags"].__setitem__("order", 1e6), "order"),
+    "order NaN": (_gridfunction, "ngsolve.FESpace", lambda s: s["flags"].__setitem__("order", float("nan")), "finite"),
+    "flags as a list": (_gridfunction, "ngsolve.FESpace", lambda s: s.__setitem__("flags", [1, 2]), "flags"),
+    "region numbers as text": (
+        lambda: _gridfunction(dirichlet="left"),
+        "ngsolve.FESpace",
+        lambda s: s["flags"]["dirichlet"].__setitem__("numbers", "1"),
+        "region numbers",
+    ),
+    "multidim 10**9": (
+        _gridfunction,
+        "ngsolve.GridFunction",
+        lambda s: s["flags"].__setitem__("multidim", 1e9),
+        "multidim",
+    ),
+    "values as text": (_gridfunction, "ngsolve.GridFunction", lambda s: s.__setitem__("values", "x"), "values"),
+    "space is a number": (_gridfunction, "ngsolve.GridFunction", lambda s: s.__setitem__("space", 3), "FESpace"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NODE_EDITS))
+def test_crafted_space_and_gridfunction_states(case: str, tmp_path: Path) -> None:
+    make, name, edit, message = NODE_EDITS[case]
+    path = _crafted_node(make(), name, edit, tmp_path / "g.msgpack")
+    verdict = _load_in_child(path)
+    assert verdict.startswith("StateError") and message in verdict, verdict

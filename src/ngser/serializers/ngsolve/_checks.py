@@ -16,11 +16,25 @@ import numpy as np
 
 from ...errors import StateError, shown
 
-__all__ = ["MAX_CURVE_ORDER", "NODE_COUNTS", "checked_mesh_state", "int_in", "require_dict"]
+__all__ = [
+    "MAX_COMPONENTS",
+    "MAX_CURVE_ORDER",
+    "MAX_ORDER",
+    "NODE_COUNTS",
+    "checked_flags",
+    "checked_mesh_state",
+    "int_in",
+    "require_dict",
+]
 
 #: The highest curve order a file may ask for (netgen's own examples use up to 8; the work of
 #: ``Curve(p)`` grows steeply with ``p``).
 MAX_CURVE_ORDER = 16
+#: The highest polynomial order (flag ``order``) a stored space may ask for: the work and
+#: memory of building a space grow with a power of the order.
+MAX_ORDER = 32
+#: The most components ``V**n`` and ``multidim`` GridFunctions may ask for.
+MAX_COMPONENTS = 1024
 #: Vertex counts per element of each dimension that netgen's AddElements builds.
 NODE_COUNTS = {0: {1}, 1: {2, 3}, 2: {3, 4, 6, 8}, 3: {4, 5, 6, 8, 10, 13, 15, 20}}
 #: Extra region names a level may hold beyond its elements and descriptors.
@@ -39,6 +53,30 @@ def int_in(value: Any, low: int, high: int, what: str) -> int:
     if type(value) is not int or not low <= value <= high:
         raise StateError(f"{what} must be an integer from {low} to {high}, not {shown(value)}")
     return value
+
+
+def checked_flags(flags: Any, what: str) -> dict[str, Any]:
+    """The flags of a space or GridFunction as ngser stores them: ``str`` keys; values bools,
+    finite floats, strings, lists of floats or strings, or region dicts; ``order`` at most
+    :data:`MAX_ORDER` and ``multidim`` at most :data:`MAX_COMPONENTS`."""
+    if type(flags) is not dict or not all(type(key) is str for key in flags):
+        raise StateError(f"the flags of {what} must be a dict with string keys")
+    for key, value in flags.items():
+        if type(value) is dict:
+            if set(value) - {"region", "numbers", "names"}:
+                raise StateError(f"the flag {key!r} of {what} is a dict but not a region")
+            continue
+        items = value if type(value) is list else [value]
+        if len(items) > 1_000_000 or not all(type(x) in (bool, float, int, str) for x in items):
+            raise StateError(f"the flag {key!r} of {what} holds {shown(value)}, not numbers, text or bools")
+        if any(type(x) is float and not np.isfinite(x) for x in items):
+            raise StateError(f"the flag {key!r} of {what} is not a finite number")
+    bounds = {"order": MAX_ORDER, "multidim": MAX_COMPONENTS, "dim": MAX_COMPONENTS}
+    for key, high in bounds.items():
+        value = flags.get(key)
+        if value is not None and (type(value) not in (int, float) or not 0 <= value <= high):
+            raise StateError(f"the flag {key!r} of {what} must be a number from 0 to {high}, not {shown(value)}")
+    return flags
 
 
 def _array(state: dict[str, Any], key: str, kind: str, ndim: int, what: str) -> np.ndarray[Any, Any]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ...errors import StateError
 from ..base import Serializer
+from ._checks import checked_flags
 from .identity import canonical
 
 __all__ = ["GridFunctionSerializer", "ComponentGridFunctionSerializer"]
@@ -53,12 +54,24 @@ class GridFunctionSerializer(Serializer):
         if not isinstance(state, dict) or "space" not in state or "values" not in state:
             raise StateError("the state of ngsolve.GridFunction lacks its space or values")
         space = state["space"]
-        flags = state.get("flags", {})
+        if not isinstance(space, comp.FESpace):
+            raise StateError(f"the space of an ngsolve.GridFunction must be an FESpace, not {type(space).__name__}")
+        flags = checked_flags(state.get("flags", {}), "a GridFunction")
+        name = state.get("name", "gfu")
+        if type(name) is not str or len(name) > 10_000:
+            raise StateError("the name of an ngsolve.GridFunction must be a string")
+        values = state["values"]
+        if not isinstance(values, np.ndarray) or values.dtype.kind not in "fc" or values.ndim not in (1, 2):
+            raise StateError(
+                "the values of an ngsolve.GridFunction must be a 1- or 2-dimensional float or complex array"
+            )
         kwargs = {k: flags[k] for k in _CTOR_FLAGS if k in flags}
         if "multidim" in kwargs:
             kwargs["multidim"] = int(kwargs["multidim"])
-        gf = comp.GridFunction(space, name=str(state.get("name", "gfu")), **kwargs)
-        values = np.asarray(state["values"])
+        stored = 1 if values.ndim == 1 else len(values)
+        if int(kwargs.get("multidim", 0)) > stored:
+            raise StateError(f"a GridFunction asks for {kwargs['multidim']} vectors but stores {stored}")
+        gf = comp.GridFunction(space, name=name, **kwargs)
         rows = values.reshape(1, -1) if values.ndim == 1 else values
         vecs = gf.vecs
         if rows.shape[0] != len(vecs):

@@ -18,6 +18,7 @@ import pyngcore
 
 from ...errors import StateError, UnsupportedTypeError
 from ..base import Serializer
+from ._checks import MAX_COMPONENTS, checked_flags, int_in
 from .native import archive_state, restore_archive
 
 __all__ = ["space_serializers", "LEAF_SPACES"]
@@ -94,14 +95,17 @@ def _region(mesh: Any, vb: str, numbers: list[int]) -> dict[str, Any]:
 def load_flags(state: dict[str, Any], mesh: Any) -> Any:
     """``pyngcore.Flags`` from :func:`dump_flags`'s dict; regions are rebuilt on ``mesh`` by number."""
     plain: dict[str, Any] = {}
-    for key, value in state.items():
+    for key, value in checked_flags(state, "a space").items():
         if isinstance(value, dict) and "region" in value:
             vb = str(value["region"])
             if vb not in _VB or mesh is None:
                 raise StateError(f"the space flag {key!r} names an unknown region kind {vb!r}")
             nregions = len(mesh.ngmesh.GetRegionNames(codim=_CODIM[vb]))
             mask = np.zeros(nregions, dtype=bool)
-            numbers = np.asarray(value["numbers"], dtype=np.int64)
+            numbers = value["numbers"]
+            if type(numbers) is not list or not all(type(n) is int for n in numbers):
+                raise StateError(f"the space flag {key!r}: region numbers must be a list of integers")
+            numbers = np.asarray(numbers, dtype=np.int64)
             if numbers.size and (numbers.min() < 1 or numbers.max() > nregions):
                 raise StateError(f"the space flag {key!r} names region numbers outside the mesh")
             mask[numbers - 1] = True
@@ -191,7 +195,8 @@ class VectorValuedSerializer(Serializer):
         state = _require_dict(state, self.name)
         space = state["space"]
         flags = load_flags(state.get("flags", {}), space.mesh)
-        return _restore(comp.VectorValued, (space, int(state["dim"]), flags, {}), "a VectorValued space")
+        dim = int_in(state.get("dim"), 1, MAX_COMPONENTS, "ngsolve.VectorValued: dim")
+        return _restore(comp.VectorValued, (space, dim, flags, {}), "a VectorValued space")
 
 
 class DiscontinuousSerializer(Serializer):
