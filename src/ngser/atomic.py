@@ -15,12 +15,17 @@ from typing import Any
 
 from .errors import FileAccessError
 
+if os.name == "posix":
+    import fcntl
+
 __all__ = ["atomic_write"]
 
 TEMP_SUFFIX = ".ngser-tmp"
+#: Each temporary file has a lock file beside it, flock()ed by its writer for the whole save.
+LOCK_SUFFIX = ".ngser-lock"
 
-#: Temporary files are named ``.NAME.HOST-PID.RANDOM.ngser-tmp``: HOST (8 hex digits, a hash
-#: of the host name) and PID tell a later save whether the writer is gone.
+#: Temporary files are named ``.NAME.HOST-PID.RANDOM.ngser-tmp`` (and their lock files
+#: ``.NAME.HOST-PID.RANDOM.ngser-lock``): HOST is 8 hex digits, a hash of the host name.
 _TEMP_TAG = re.compile(r"([0-9a-f]{8})-([0-9]+)\.[A-Za-z0-9_]+")
 
 
@@ -31,31 +36,33 @@ def _host_tag() -> str:
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], Any]) -> None:
     """Call ``write(temp_path)``, then move the finished file over ``path``.
 
-    The temporary file lives in the target's folder (so the final rename stays on
-    one file system), is flushed to disk with fsync before the rename, and is
-    removed if anything fails, including ``KeyboardInterrupt``. The new file gets
-    the permissions of the file it replaces, or the umask's default for a new file.
+    A symbolic link is followed (through any chain of links): the file it points to is
+    replaced, or created if missing, and the link stays. The temporary file lives in that
+    file's folder (so the final rename stays on one file system), is flushed to disk with
+    fsync before the rename, and is removed if anything fails, including
+    ``KeyboardInterrupt``. The new file gets the owner, group and permission bits of the
+    file it replaces as far as the saving user may set them (never setuid, setgid or
+    sticky), or the umask's default for a new file. A file this process may not write
+    (``os.access``) is refused with :class:`FileAccessError`, as ``open(path, "wb")`` would.
     """
-    target = os.path.abspath(os.fspath(path))
+    target = _resolve(os.path.abspath(os.fspath(path)))
     folder = os.path.dirname(target)
-    if os.path.isdir(target):
+    old = _stat(target)
+    if old is not None and stat.S_ISDIR(old.st_mode):
         raise FileAccessError(f"{target}: is a folder; give a file name to save to")
+    if old is not None and not _may_write(target):
+        raise FileAccessError(_read_only_message(target, old))
     remove_stale_temps(target)
-    prefix = f".{os.path.basename(target)}.{_host_tag()}-{os.getpid()}."
-    try:
-        fd, temp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
-    except OSError as exc:
-        raise FileAccessError(f"{target}: cannot create a file in {folder}: {exc.strerror or exc}") from exc
-    os.close(fd)
-    old = None
+    temp, lock = _create_temp(target, f".{os.path.basename(target)}.{_host_tag()}-{os.getpid()}.")
+    held = None
     try:
         write(temp)
         _fsync(temp)
-        os.chmod(temp, _mode_for(target))
-        old = _hold(target)
+        _copy_owner_and_mode(temp, old)
+        held = _hold(target)
         os.replace(temp, target)
     except BaseException as exc:
-        _release(old)
+        _release(held)
         with contextlib.suppress(OSError):
             os.unlink(temp)
         if isinstance(exc, OSError) and not isinstance(exc, FileAccessError):
@@ -63,16 +70,153 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], Any]) -> N
                 f"{target}: saving failed: {exc.strerror or exc}; the previous file, if any, is unchanged"
             ) from exc
         raise
+    finally:
+        _unlock(lock)
     _fsync_dir(folder)
-    _release(old, later=True)
+    _release(held, later=True)
+
+
+# -- the file a path names ---------------------------------------------------------------------
+
+
+def _resolve(path: str) -> str:
+    """``path`` with every symbolic link resolved (a dangling one to the path it names)."""
+    target = os.path.realpath(path)
+    if os.path.islink(target):  # realpath stops at a loop, and returns a link
+        raise FileAccessError(f"{path}: a loop of symbolic links; point the link at a file")
+    return target
+
+
+def _stat(target: str) -> os.stat_result | None:
+    try:
+        return os.stat(target)
+    except OSError:
+        return None
+
+
+def _may_write(target: str) -> bool:
+    """Whether this process may write ``target``, as ``open(target, "wb")`` decides
+    (with the effective user and group; root may write any file)."""
+    if os.access in os.supports_effective_ids:
+        return os.access(target, os.W_OK, effective_ids=True)
+    return os.access(target, os.W_OK)
+
+
+def _read_only_message(target: str, old: os.stat_result) -> str:
+    with contextlib.suppress(OSError, AttributeError):
+        if os.statvfs(target).f_flag & os.ST_RDONLY:
+            return f"{target}: the file is on a read-only file system; save to another path"
+    return (
+        f"{target}: the file is read-only for this user ({stat.filemode(old.st_mode)}, owner uid {old.st_uid}); "
+        f"ngser does not replace a file you may not write, as open(path, 'wb') would not: make it writable "
+        f"first (its owner can: chmod u+w {target}) or save to another path"
+    )
+
+
+def _copy_owner_and_mode(temp: str, old: os.stat_result | None) -> None:
+    """Give the new file ``temp`` the owner, group and permission bits (``0o777``) of the
+    file it replaces.
+
+    Only root may give a file away: for other users the new file stays theirs (as with
+    vim), keeping the old group if they belong to it. Where the group cannot be kept
+    either, the group bits become those both the old group and everyone else had, so no
+    member of the saver's group gains access the old file did not give them.
+    """
+    if old is None:
+        os.chmod(temp, 0o666 & ~_umask())
+        return
+    mode = old.st_mode & 0o777
+    new = os.stat(temp)
+    if os.name == "posix" and (new.st_uid, new.st_gid) != (old.st_uid, old.st_gid):
+        try:
+            os.chown(temp, old.st_uid, old.st_gid)
+        except OSError:
+            try:
+                os.chown(temp, -1, old.st_gid)
+            except OSError:
+                mode = (mode & ~0o070) | (mode & (mode << 3) & 0o070)
+    os.chmod(temp, mode)
+
+
+# -- temporary files and their locks -----------------------------------------------------------
+
+
+def _create_temp(target: str, prefix: str) -> tuple[str, tuple[int, str] | None]:
+    """Create the temporary file ``PREFIX.RANDOM.ngser-tmp`` beside ``target``; returns its path
+    and its lock file's descriptor and path (``None`` on Windows), flock()ed and kept
+    open until :func:`_unlock` after the rename.
+
+    The lock file is made and locked first, so that any cleaner that sees the temporary
+    file finds it locked. It is a separate file because HDF5 flock()s the file it writes:
+    a lock of ours on the temporary file itself would make every HDF5 save fail.
+    """
+    folder = os.path.dirname(target)
+    try:
+        if os.name != "posix":
+            fd, temp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
+            os.close(fd)
+            return temp, None
+        for _ in range(100):
+            fd, lock = tempfile.mkstemp(prefix=prefix, suffix=LOCK_SUFFIX, dir=folder)
+            temp = lock[: -len(LOCK_SUFFIX)] + TEMP_SUFFIX
+            if _lock(fd, lock):
+                try:
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                    os.close(os.open(temp, flags, 0o600))
+                    return temp, (fd, lock)
+                except FileExistsError:  # a temporary file of an older ngser with the same name
+                    pass
+                except BaseException:
+                    _unlock((fd, lock))
+                    raise
+            _unlock((fd, lock))
+    except OSError as exc:
+        raise FileAccessError(f"{target}: cannot create a file in {folder}: {exc.strerror or exc}") from exc
+    raise FileAccessError(f"{target}: cannot create a temporary file in {folder} (names taken)")
+
+
+def _lock(fd: int, lock: str) -> bool:
+    """Lock the new lock file ``fd``; False if a cleaner got to it first (it may be gone)."""
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o644)  # any user's cleaner may test the lock (holds nothing)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # no locks on this file system: cleaners fall back to the process id
+    return _names(fd, lock)
+
+
+def _names(fd: int, path: str) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.lstat(path))
+    except OSError:
+        return False
+
+
+def _unlock(lock: tuple[int, str] | None) -> None:
+    """Remove a lock file of :func:`_create_temp` (while still locked), then close it."""
+    if lock is None:
+        return
+    fd, path = lock
+    if _names(fd, path):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    _close_quietly(fd)
 
 
 def remove_stale_temps(target: str) -> list[str]:
-    """Remove the temporary files that earlier saves of ``target`` left behind because
-    their process was killed (SIGKILL, out-of-memory killer, power loss); returns their paths.
+    """Remove the temporary files (and their lock files) that earlier saves of ``target`` left
+    behind because their process was killed (SIGKILL, out-of-memory killer, power loss);
+    returns their paths.
 
-    Only files of processes on this host that no longer exist are removed: a save of
-    the same file running now, here or on another machine sharing the folder, keeps its file.
+    Only files of this host name are considered, since another machine sharing the folder
+    (NFS) may be saving now. Of those, a file is kept while its lock file is locked, which
+    any live writer on this kernel does, whatever its PID namespace (containers sharing a
+    volume). Where the lock cannot be tested (no lock file: a save of an older ngser; no
+    locks on the file system), a file is kept while a process with the id in its name exists.
     """
     if os.name != "posix":
         return []
@@ -83,17 +227,55 @@ def remove_stale_temps(target: str) -> list[str]:
         names = os.listdir(folder)
     except OSError:
         return []
-    removed = []
+    writers: dict[str, int] = {}  # RANDOM tag -> process id
     for name in names:
-        if not (name.startswith(prefix) and name.endswith(TEMP_SUFFIX)):
-            continue
-        match = _TEMP_TAG.fullmatch(name[len(prefix) : -len(TEMP_SUFFIX)])
-        if match is None or match.group(1) != host or _alive(int(match.group(2))):
-            continue
-        with contextlib.suppress(OSError):
-            os.unlink(os.path.join(folder, name))
-            removed.append(os.path.join(folder, name))
+        for suffix in (TEMP_SUFFIX, LOCK_SUFFIX):
+            if name.startswith(prefix) and name.endswith(suffix):
+                match = _TEMP_TAG.fullmatch(name[len(prefix) : -len(suffix)])
+                if match is not None and match.group(1) == host:
+                    writers[match.group(0)] = int(match.group(2))
+    removed = []
+    for tag, pid in sorted(writers.items()):
+        stem = os.path.join(folder, prefix + tag)
+        removed += _remove_if_gone(stem + TEMP_SUFFIX, stem + LOCK_SUFFIX, pid)
     return removed
+
+
+def _remove_if_gone(temp: str, lock: str, pid: int) -> list[str]:
+    """Remove ``temp`` and ``lock`` unless their writer may still be running."""
+    fd = None
+    with contextlib.suppress(OSError):
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        gone = _unlocked(fd) if fd is not None else None
+        if gone is False or (gone is None and _alive(pid)):
+            return []
+        removed = []
+        for path in (temp, lock):  # the lock file last, while we hold its lock
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                removed.append(path)
+        return removed
+    finally:
+        if fd is not None:
+            _close_quietly(fd)
+
+
+def _unlocked(fd: int) -> bool | None:
+    """Whether no process holds the lock of the lock file ``fd`` (``None``: cannot tell).
+
+    A shared lock is enough to see a writer's exclusive one, and it works on a descriptor
+    opened read-only, so a cleaner may test the lock files of other users' saves.
+    """
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None
+    return True
 
 
 def _alive(pid: int) -> bool:
@@ -166,13 +348,6 @@ def _fsync_dir(folder: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _mode_for(target: str) -> int:
-    try:
-        return os.stat(target).st_mode & 0o7777
-    except OSError:
-        return 0o666 & ~_umask()
 
 
 def _umask() -> int:
