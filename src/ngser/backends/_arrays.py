@@ -19,6 +19,8 @@ __all__ = [
     "parse_dtype",
     "raw_view",
     "check_shape",
+    "check_code_points",
+    "has_unicode",
     "scalar_bytes",
     "scalar_from_bytes",
     "ArrayEntry",
@@ -28,6 +30,8 @@ __all__ = [
 
 #: Largest number of dimensions accepted from a file.
 MAX_NDIM = 64
+#: The largest code point a Python ``str`` may hold.
+MAX_CODE_POINT = 0x10FFFF
 
 
 def describe_dtype(dtype: np.dtype[Any]) -> Any:
@@ -88,6 +92,36 @@ def raw_view(array: np.ndarray) -> tuple[memoryview, bool]:
     return array.reshape(-1, order="F" if fortran else "C").view(np.uint8).data, fortran
 
 
+def has_unicode(dtype: np.dtype[Any]) -> bool:
+    """Whether ``dtype`` holds unicode text (``U``), also in fields and subarrays."""
+    if dtype.kind == "U":
+        return True
+    if dtype.fields is not None:
+        return any(has_unicode(field[0]) for field in dtype.fields.values())
+    return dtype.subdtype is not None and has_unicode(dtype.subdtype[0])
+
+
+def check_code_points(array: np.ndarray[Any, Any], where: str) -> None:
+    """Refuse unicode (``U``) data read from a file with code points beyond U+10FFFF
+    (:class:`~ngser.FormatError`): numpy turns any four bytes into a character, and ``str``
+    objects holding such characters break Python's own invariants (``str.upper`` raises
+    ``SystemError``). Call it only when :func:`has_unicode` says the dtype holds text."""
+    dtype = array.dtype
+    if dtype.names:
+        for name in dtype.names:
+            check_code_points(array[name], where)  # a subarray field comes back as extra dimensions
+        return
+    if dtype.kind != "U" or not dtype.itemsize or not array.size:
+        return
+    codes = array.view(np.dtype((np.dtype(np.uint32).newbyteorder(dtype.byteorder), (dtype.itemsize // 4,))))
+    top = int(codes.max())
+    if top > MAX_CODE_POINT:
+        raise FormatError(
+            f"{where}: unicode text of dtype {dtype} holds the value {top:#x}, which is not a character "
+            f"(the largest is {MAX_CODE_POINT:#x}); text never holds it, so the file is damaged"
+        )
+
+
 def scalar_bytes(value: np.generic) -> bytes:
     """The raw bytes of a numpy scalar: exactly ``itemsize`` of them (``np.bytes_(b"")`` has
     itemsize 0, but ``tobytes()`` gives one padding byte)."""
@@ -100,7 +134,10 @@ def scalar_from_bytes(raw: bytes, dtype: np.dtype[Any], where: str) -> np.generi
         raise FormatError(f"{where}: a numpy scalar of dtype {dtype} has a payload of the wrong size")
     if dtype.itemsize == 0:
         return cast(np.generic, np.zeros((), dtype)[()])
-    return cast(np.generic, np.frombuffer(raw, dtype)[0])
+    array = np.frombuffer(raw, dtype)
+    if has_unicode(dtype):
+        check_code_points(array, where)
+    return cast(np.generic, array[0])
 
 
 # -- the array table ------------------------------------------------------------------------
@@ -197,7 +234,10 @@ class ArrayEntry:
             raise FormatError(
                 f"{self.where} ({self.label or 'unnamed'}): the array data is damaged (checksum mismatch)"
             )
-        return buffer.view(self.dtype).reshape(self.shape, order="F" if self.fortran else "C")
+        array = buffer.view(self.dtype).reshape(self.shape, order="F" if self.fortran else "C")
+        if has_unicode(self.dtype):
+            check_code_points(array, f"{self.where} ({self.label or 'unnamed'})")
+        return array
 
 
 def check_disjoint(entries: list[ArrayEntry], source: str, within: str = "the data section") -> None:

@@ -117,7 +117,7 @@ class Decoder:
                 found = self.registry.require_name(node.name, where)
             if found.trusted_only and not self.trusted:
                 held = node.state.get("type") if isinstance(node.state, dict) else None
-                what = f" (it holds a pickled {held!r})" if isinstance(held, str) else ""
+                what = f" (it holds a pickled {shown(held)})" if isinstance(held, str) else ""
                 raise UnsafeLoadError(
                     f"{where} is a {node.name!r} node{what}: building it runs code stored in the file. Nothing was "
                     "run. Load with trusted=True only if you trust where the file came from."
@@ -201,7 +201,7 @@ class Decoder:
     @property
     def _owner(self) -> str:
         node = self._current  # (id, name, version, state)
-        return "the root value" if node is None else f"{node[1]!r} (node {node[0]})"
+        return "the root value" if node is None else f"{shown(node[1])} (node {shown(node[0])})"
 
     def _resolve(self, nid: Any) -> Any:
         try:

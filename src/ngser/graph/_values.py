@@ -226,23 +226,36 @@ def check_hash_spread(keys: Iterable[Any], where: str) -> None:
 def values_equal(a: Any, b: Any) -> bool:
     """Exact structural equality of graph values: types must match, floats are equal when
     they are the same number of the same sign (NaN equals NaN, ``-0.0`` differs from ``0.0``),
-    numpy scalars when their dtype and bytes are.
+    numpy scalars when their dtype and bytes are. Iterative: any nesting depth.
 
     >>> values_equal([1.0, float("nan")], [1.0, float("nan")]), values_equal(-0.0, 0.0)
     (True, False)
     """
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, np.generic):
-        return bool(a.dtype == b.dtype and a.tobytes() == b.tobytes())
-    if type(a) is float:
-        return (a == b and math.copysign(1.0, a) == math.copysign(1.0, b)) or (a != a and b != b)
-    if type(a) is complex:
-        return values_equal(a.real, b.real) and values_equal(a.imag, b.imag)
-    if type(a) in (list, tuple):
-        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b))
-    if type(a) is dict:
-        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
-    if type(a) is PairsDict:
-        return values_equal(a.pairs, b.pairs)
-    return bool(a == b)
+    stack = [(a, b)]
+    while stack:
+        a, b = stack.pop()
+        t = type(a)
+        if t is not type(b):
+            return False
+        if isinstance(a, np.generic):
+            if not (a.dtype == b.dtype and a.tobytes() == b.tobytes()):
+                return False
+        elif t is float:
+            if not ((a == b and math.copysign(1.0, a) == math.copysign(1.0, b)) or (a != a and b != b)):
+                return False
+        elif t is complex:
+            stack.append((a.real, b.real))
+            stack.append((a.imag, b.imag))
+        elif t is list or t is tuple:
+            if len(a) != len(b):
+                return False
+            stack.extend(zip(a, b))
+        elif t is dict:
+            if a.keys() != b.keys():
+                return False
+            stack.extend((a[k], b[k]) for k in a)
+        elif t is PairsDict:
+            stack.append((a.pairs, b.pairs))
+        elif a != b:
+            return False
+    return True

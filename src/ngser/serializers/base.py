@@ -37,6 +37,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import StateError
+
 __all__ = ["Serializer", "StateSerializer", "FunctionSerializer"]
 
 
@@ -165,17 +167,37 @@ def _default_getstate(obj: Any, slots: list[str]) -> Any:
 
 
 def build_state(obj: Any, state: Any) -> None:
-    """Restore ``state`` on ``obj`` the way pickle's BUILD opcode does."""
+    """Restore ``state`` on ``obj`` the way pickle's BUILD opcode does: ``None``, a dict of
+    attributes, or a pair ``(dict or None, dict of slot values)``. Any other state (from a damaged
+    or hand-made file) is refused with :class:`~ngser.StateError` before anything is set."""
     if state is None:
         return
     slot_state = None
     if isinstance(state, tuple) and len(state) == 2:
         state, slot_state = state
-    if state:
-        obj.__dict__.update(state)
-    if slot_state:
-        for key, value in slot_state.items():
-            object.__setattr__(obj, key, value)
+    if not (state is None or isinstance(state, dict)) or not (slot_state is None or isinstance(slot_state, dict)):
+        raise StateError(
+            f"the state of a {type(obj).__qualname__} object must be a dict of its attributes, or a pair (dict or "
+            f"None, dict of slot values), as its default serializer writes; got {_shape(state, slot_state)}"
+        )
+    if slot_state and not all(type(key) is str for key in slot_state):
+        raise StateError(
+            f"the slot values in the state of a {type(obj).__qualname__} object have keys that are not str"
+        )
+    try:
+        if state:
+            obj.__dict__.update(state)
+        if slot_state:
+            for key, value in slot_state.items():
+                object.__setattr__(obj, key, value)
+    except (AttributeError, TypeError) as exc:  # no __dict__, a slot the class lacks, __class__ set to a value
+        raise StateError(f"the state of a {type(obj).__qualname__} object does not fit its class: {exc}") from exc
+
+
+def _shape(state: Any, slot_state: Any) -> str:
+    if slot_state is None:
+        return type(state).__name__
+    return f"({type(state).__name__}, {type(slot_state).__name__})"
 
 
 class FunctionSerializer(StateSerializer):

@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 import collections
+import sys
 from typing import Any
 
-from ..errors import StateError
+from ..errors import StateError, shown
 from ..graph import check_hash_spread
 from .base import Serializer
 from .registry import Registry
@@ -102,8 +103,15 @@ def _fill_ordered_dict(obj: collections.OrderedDict[Any, Any], state: Any) -> No
 def _fill_deque(obj: collections.deque[Any], state: Any) -> None:
     items = state.get("items") if type(state) is dict else None
     maxlen = state.get("maxlen") if type(state) is dict else None
-    if type(items) is not list or not (maxlen is None or (type(maxlen) is int and maxlen >= 0)):
-        raise StateError("a collections.deque state must be {'items': list, 'maxlen': None or an int >= 0}")
+    if type(items) is not list or not (maxlen is None or (type(maxlen) is int and 0 <= maxlen <= sys.maxsize)):
+        if type(state) is not dict:
+            got = f"a value of type {type(state).__name__}"
+        else:
+            got = f"items of type {type(items).__name__}" if type(items) is not list else f"maxlen={shown(maxlen)}"
+        raise StateError(
+            "a collections.deque state must be {'items': list, 'maxlen': None or an int from 0 to sys.maxsize}, "
+            f"not {got}"
+        )
     obj.__init__(items, maxlen)  # type: ignore[misc]
 
 
