@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 import ngser
+from helpers import EXTENSION
 from ngser.backends import BACKENDS, available
 
 FORMATS = [name for name in BACKENDS if name in available()]
-EXTENSION = {"msgpack": ".msgpack", "pickle": ".pkl", "hdf5": ".h5"}
 
 
 @pytest.fixture(params=FORMATS)

@@ -3,6 +3,10 @@
 These tests kill real writer processes with SIGKILL in the middle of a large save,
 fill real file systems (a 1 MB tmpfs when we may mount one, ``RLIMIT_FSIZE`` in a
 subprocess otherwise) and make a save fail halfway through its own writing.
+
+Kills that must land at a given point of a save do not rely on timing: the writer process
+pauses there by itself (after a given number of bytes went into its temporary file), says
+so on its stdout, and is killed while it waits.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -23,13 +28,12 @@ import numpy as np
 import pytest
 
 import ngser
+from helpers import EXTENSION
 from ngser import atomic
 from ngser.atomic import RELEASE_LATER
 from ngser.graph import ArrayNode, Graph
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and resource limits")
-
-EXTENSION = {"msgpack": ".msgpack", "pickle": ".pkl", "hdf5": ".h5"}
 
 #: Size of the array a killed writer is saving (large enough that the kill lands mid-write).
 BIG = 96 * 2**20
@@ -53,9 +57,54 @@ def _assert_old(path: Path, old: bytes) -> None:
 
 WRITER = textwrap.dedent(
     """
-    import sys, numpy as np, ngser
-    path, nbytes = sys.argv[1], int(sys.argv[2])
+    import builtins, sys, numpy as np, ngser
+    path, nbytes, pause_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     data = {"generation": "new", "values": np.full(nbytes // 8, 7.0)}
+
+    class Pausing:
+        # A temporary file of the save: written in pieces of 1 MiB; once pause_at bytes are in
+        # it, the writer says "paused" and waits on stdin (for its SIGKILL) before going on.
+        def __init__(self, stream):
+            self._stream, self._written, self._paused = stream, 0, False
+
+        def write(self, data):
+            view = memoryview(data)
+            try:
+                view = view.cast("B")
+            except TypeError:  # not contiguous: one piece
+                view = memoryview(bytes(view))
+            for begin in range(0, view.nbytes, 2**20):
+                piece = view[begin : begin + 2**20]
+                done = 0
+                while done < piece.nbytes:
+                    done += self._stream.write(piece[done:])
+                self._written += piece.nbytes
+                if self._written >= pause_at and not self._paused:
+                    self._paused = True
+                    self._stream.flush()
+                    print("paused", flush=True)
+                    sys.stdin.readline()
+            return view.nbytes
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self._stream.__exit__(*exc)
+
+        def __getattr__(self, name):
+            return getattr(self._stream, name)
+
+    real_open = builtins.open
+
+    def pausing_open(file, mode="r", *args, **kwargs):
+        stream = real_open(file, mode, *args, **kwargs)
+        writing = any(c in mode for c in "wax+")
+        if pause_at and writing and str(file).endswith(".ngser-tmp"):
+            return Pausing(stream)
+        return stream
+
+    builtins.open = pausing_open
     print("ready", flush=True)
     sys.stdin.readline()
     ngser.save(data, path)
@@ -63,22 +112,51 @@ WRITER = textwrap.dedent(
     """
 )
 
+#: Seconds to wait for an answer from a writer process: generous, for a busy machine.
+PATIENCE = 120
 
-def _start_writer(path: Path, nbytes: int) -> subprocess.Popen[str]:
+
+def _line(proc: subprocess.Popen[str]) -> str:
+    """The next line the writer prints ("" if it exited without one)."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], PATIENCE)
+    if not ready:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"the writer process said nothing for {PATIENCE} s")
+    return proc.stdout.readline().strip()
+
+
+def _start_writer(path: Path, nbytes: int, pause_at: int = 0) -> subprocess.Popen[str]:
+    """A writer process ready to save ``nbytes`` of new data over ``path`` once told "go"; with
+    ``pause_at``, it pauses once that many bytes are in its temporary file (see :data:`WRITER`)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), str(nbytes)],
+        [sys.executable, "-c", WRITER, str(path), str(nbytes), str(pause_at)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     assert proc.stdout is not None and proc.stdin is not None
-    assert proc.stdout.readline().strip() == "ready"
+    assert _line(proc) == "ready"
     return proc
+
+
+def _go(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+
+
+def _go_until_paused(proc: subprocess.Popen[str]) -> None:
+    """Start the save and wait until the writer pauses in the middle of writing its file."""
+    _go(proc)
+    said = _line(proc)
+    assert said == "paused", f"the writer did not pause in its temporary file (it said {said!r})"
 
 
 def _kill(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.wait(timeout=PATIENCE)
     assert proc.returncode == -signal.SIGKILL
 
 
@@ -86,22 +164,12 @@ def test_sigkill_in_the_middle_of_a_large_save(tmp_path: Path, fmt: str) -> None
     """SIGKILL while the temporary file is half written: the target is untouched and loads."""
     path = tmp_path / f"big{EXTENSION[fmt]}"
     old = _old_file(path)
-    proc = _start_writer(path, BIG)
-    assert proc.stdin is not None
-    proc.stdin.write("go\n")
-    proc.stdin.flush()
-    seen = 0
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        temps = _temps(tmp_path)
-        if temps:
-            try:  # bytes on disk, not the size: HDF5 sets the size before the data is written
-                seen = (tmp_path / temps[0]).stat().st_blocks * 512
-            except FileNotFoundError:
-                continue
-            if seen >= BIG // 4:
-                break
-        time.sleep(0.0005)
+    proc = _start_writer(path, BIG, pause_at=BIG // 4)
+    _go_until_paused(proc)
+    temps = _temps(tmp_path)
+    assert len(temps) == 1, temps
+    # bytes on disk, not the size: HDF5 sets the size before the data is written
+    seen = (tmp_path / temps[0]).stat().st_blocks * 512
     _kill(proc)
     assert BIG // 4 <= seen < BIG, f"the kill did not land in the middle of the write ({seen} bytes written)"
     _assert_old(path, old)
@@ -112,32 +180,39 @@ def test_sigkill_in_the_middle_of_a_large_save(tmp_path: Path, fmt: str) -> None
 
 def test_sigkill_at_any_moment_leaves_old_or_complete_new_file(tmp_path: Path) -> None:
     """Kills spread over a whole save (writing, fsync, rename): the target is always the
-    old file byte for byte or the complete new one, never a mixture."""
+    old file byte for byte or the complete new one, never a mixture. Some kills land at fixed
+    points of the writing (the writer pauses there); the others at fractions of the time a
+    whole save took, wherever those fall on this machine: each must find the old or the new file."""
     nbytes = 16 * 2**20
     path = tmp_path / "spread.msgpack"
     old = _old_file(path)
-    start = time.monotonic()
     proc = _start_writer(path, nbytes)
-    assert proc.stdin is not None and proc.stdout is not None
     start = time.monotonic()
-    proc.stdin.write("go\n")
-    proc.stdin.flush()
-    assert proc.stdout.readline().strip() == "saved"
+    _go(proc)
+    assert _line(proc) == "saved"
     duration = time.monotonic() - start
-    proc.wait(timeout=30)
+    proc.wait(timeout=PATIENCE)
     new = path.read_bytes()
     outcomes = set()
-    for fraction in (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 1.2):
+    moments: list[tuple[str, int | float]] = [("bytes", n) for n in (1, nbytes // 2, nbytes)]
+    moments += [("time", fraction) for fraction in (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 1.2)]
+    for kind, moment in moments:
         path.write_bytes(old)
-        proc = _start_writer(path, nbytes)
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        time.sleep(duration * fraction)
+        if kind == "bytes":  # mid-write for sure: the old file must still be there
+            proc = _start_writer(path, nbytes, pause_at=int(moment))
+            _go_until_paused(proc)
+            when = f"after {moment} bytes of"
+        else:
+            proc = _start_writer(path, nbytes)
+            _go(proc)
+            time.sleep(duration * moment)
+            when = f"at {moment:.0%} of"
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.wait(timeout=PATIENCE)
         current = path.read_bytes()
-        assert current in (old, new), f"killed at {fraction:.0%} of a save: the target is neither file"
+        assert current in (old, new), f"killed {when} a save: the target is neither file"
+        if kind == "bytes":
+            assert current == old, f"killed {when} a save: the unfinished new file replaced the old one"
         outcomes.add("old" if current == old else "new")
         if current == old:
             _assert_old(path, old)
@@ -151,13 +226,8 @@ def test_sigkill_at_any_moment_leaves_old_or_complete_new_file(tmp_path: Path) -
 def test_next_save_removes_temp_files_of_killed_writers(tmp_path: Path) -> None:
     path = tmp_path / "stale.msgpack"
     old = _old_file(path)
-    proc = _start_writer(path, BIG)
-    assert proc.stdin is not None
-    proc.stdin.write("go\n")
-    proc.stdin.flush()
-    deadline = time.monotonic() + 60
-    while not _temps(tmp_path) and time.monotonic() < deadline:
-        time.sleep(0.0005)
+    proc = _start_writer(path, BIG, pause_at=1)
+    _go_until_paused(proc)
     _kill(proc)
     _assert_old(path, old)
     assert _temps(tmp_path), "the killed writer left no temporary file to clean up"
@@ -324,7 +394,7 @@ def test_a_large_replaced_file_is_released_soon_after_the_save_returns(tmp_path:
     ngser.save({"generation": "new", "values": np.ones(10)}, path)
     assert path.stat().st_ino != old_inode
     assert ngser.load(path)["generation"] == "new"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # generous: only waits for the helper thread
     while _open_deleted(path) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert _open_deleted(path) == [], "the replaced file was never closed"

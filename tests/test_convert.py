@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import ngser
+from helpers import EXTENSION
 from ngser.backends import BACKENDS, available
 
 FORMATS = [name for name in BACKENDS if name in available()]
-EXT = {"msgpack": ".msgpack", "pickle": ".pkl", "hdf5": ".h5"}
 
 
 @ngser.register(name="tests.convert.Cell")
@@ -37,11 +37,11 @@ def _content() -> Any:
 @pytest.mark.parametrize("dst", FORMATS)
 @pytest.mark.parametrize("src", FORMATS)
 def test_every_pair_round_trips_to_the_same_graph(tmp_path: Path, src: str, dst: str) -> None:
-    source, target = tmp_path / f"src{EXT[src]}", tmp_path / f"dst{EXT[dst]}"
+    source, target = tmp_path / f"src{EXTENSION[src]}", tmp_path / f"dst{EXTENSION[dst]}"
     ngser.save(_content(), source)
     ngser.convert(source, target)
     assert ngser.read_graph(target) == ngser.read_graph(source)
-    back = tmp_path / f"back{EXT[src]}"
+    back = tmp_path / f"back{EXTENSION[src]}"
     ngser.convert(target, back)
     assert ngser.read_graph(back) == ngser.read_graph(source)
     out = ngser.load(target)
@@ -90,7 +90,7 @@ import secret_types
 ngser.save([secret_types.Secret(np.arange(10_000.0))], {str(tmp_path / "src.pkl")!r})
 """
     subprocess.run([sys.executable, "-c", make], check=True)
-    target = tmp_path / f"dst{EXT[dst]}"
+    target = tmp_path / f"dst{EXTENSION[dst]}"
     convert = f"""
 import sys, ngser
 ngser.convert({str(tmp_path / "src.pkl")!r}, {str(target)!r})

@@ -20,10 +20,10 @@ import pytest
 
 import ngser
 from fixture_types import REGISTRY, Field, Point, fixture_objects, same
+from helpers import EXTENSION, msgpack_data_start, msgpack_parts
 from ngser.backends._codec import unpack_value_document
-from ngser.backends.msgpack_format import ALIGN
+from ngser.backends.msgpack_format import PRELUDE
 
-EXTENSION = {"msgpack": ".msgpack", "pickle": ".pkl", "hdf5": ".h5"}
 #: Masks XORed into each byte: single bits (a '<' dtype byte becomes '>' with 0x02,
 #: pickle's True becomes False with 0x01) and the whole byte.
 MASKS = (0x01, 0x02, 0x10, 0x80, 0xFF)
@@ -68,13 +68,14 @@ def arrays_of(original: Any) -> list[tuple[int, str | None, bytes]]:
 def regions(fmt: str, data: bytes) -> dict[str, Any]:
     """Where the header, graph document and each array's bytes lie in a file of ``fmt``."""
     if fmt == "msgpack":
-        doc_len = int.from_bytes(data[8:16], "little")
-        doc = unpack_value_document(data[24 : 24 + doc_len], "test")
-        start = -(-(24 + doc_len) // ALIGN) * ALIGN
+        doc_bytes, _ = msgpack_parts(data)
+        doc_len = len(doc_bytes)
+        doc = unpack_value_document(doc_bytes, "test")
+        start = msgpack_data_start(doc_len)
         arrays = [
             (nid, label, start + off, start + off + nbytes) for nid, _, _, _, off, nbytes, _, label in doc["arrays"]
         ]
-        return {"header": (0, 24), "graph": (24, 24 + doc_len), "arrays": arrays}
+        return {"header": (0, PRELUDE.size), "graph": (PRELUDE.size, PRELUDE.size + doc_len), "arrays": arrays}
     if fmt == "pickle":
         inner = pickle.loads(data)[2]
         graph_start = data.index(inner)

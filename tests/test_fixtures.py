@@ -16,16 +16,16 @@ import pytest
 
 import ngser
 from fixture_types import REGISTRY, fixture_objects, fixture_values, same
+from helpers import EXTENSION
 from ngser.graph import FORMAT_VERSION
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MANIFEST: dict[str, Any] = json.loads((FIXTURES / "manifest.json").read_text())
-EXTENSION = {"msgpack": ".msgpack", "pickle": ".pkl", "hdf5": ".h5"}
 KINDS = ("values", "objects", "ngsolve")
 
 
 def test_manifest_lists_every_fixture() -> None:
-    files = {p.name for p in FIXTURES.iterdir() if p.suffix in (".msgpack", ".pkl", ".h5")}
+    files = {p.name for p in FIXTURES.iterdir() if p.suffix in EXTENSION.values()}
     assert files == set(MANIFEST)
 
 

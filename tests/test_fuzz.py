@@ -38,12 +38,14 @@ from hypothesis.extra import numpy as hnp
 
 import ngser
 from fixture_types import REGISTRY, Field, Node, Point, fixture_objects, fixture_values, same
+from helpers import msgpack_file, msgpack_parts
 from ngser.backends._codec import pack_value_document, unpack_value_document
 
 #: Cases per format (HDF5 reads are slower); the whole file stays well under a minute.
 CASES = {"msgpack": 6000, "pickle": 6000, "hdf5": 1500}
-#: A case taking longer than this is a hang.
-TIME_LIMIT = 2.0
+#: A case with no result after this many seconds is a hang. A case takes milliseconds; the limit
+#: is generous so that a busy machine never makes a slow case look like a hang (speed is bench/'s job).
+TIME_LIMIT = 10.0
 #: Allowed peak allocation while reading an input of n bytes: 64 n + 16 MB.
 ALLOC_FACTOR, ALLOC_SLACK = 64, 16 * 2**20
 REGRESSIONS = Path(__file__).parent / "fuzz_regressions"
@@ -113,23 +115,19 @@ def msgpack_header(rng: random.Random, data: bytes, _: list[bytes]) -> bytes:
 
 def _msgpack_rebuild(data: bytes, doc: bytes) -> bytes:
     """A msgpack file with the graph document replaced and its length and checksum made right."""
-    old_len = int.from_bytes(data[8:16], "little")
-    old_start = -(-(24 + old_len) // 64) * 64
-    new_start = -(-(24 + len(doc)) // 64) * 64
-    prelude = data[:8] + struct.pack("<QII", len(doc), zlib.crc32(doc), 0)
-    return prelude + doc + bytes(new_start - 24 - len(doc)) + data[old_start:]
+    return msgpack_file(doc, msgpack_parts(data)[1])
 
 
 def msgpack_document(rng: random.Random, data: bytes, others: list[bytes]) -> bytes:
     """The graph document damaged behind a recomputed checksum: the msgpack parser and the
     graph checks see the damage, not the checksum."""
-    doc = data[24 : 24 + int.from_bytes(data[8:16], "little")]
+    doc = msgpack_parts(data)[0]
     return _msgpack_rebuild(data, rng.choice((flip_bytes, insert_run, delete_run, overwrite_integer))(rng, doc, others))
 
 
 def msgpack_table(rng: random.Random, data: bytes, _: list[bytes]) -> bytes:
     """One field of the array table, or a top-level document entry, given a hostile value."""
-    doc = unpack_value_document(data[24 : 24 + int.from_bytes(data[8:16], "little")], "fuzz")
+    doc = unpack_value_document(msgpack_parts(data)[0], "fuzz")
     hostile = rng.choice(
         [
             -1,
@@ -322,12 +320,11 @@ def test_corpus_loads(fmt: str) -> None:
 
 REGRESSION_RUNNER = textwrap.dedent(
     """
-    import json, resource, sys, time, tracemalloc
+    import json, resource, sys, tracemalloc
     resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
     import ngser
     data = open(sys.argv[1], "rb").read()
     tracemalloc.start()
-    start = time.perf_counter()
     try:
         ngser.loads(data)
         result = {"outcome": "ok"}
@@ -335,11 +332,14 @@ REGRESSION_RUNNER = textwrap.dedent(
         result = {"outcome": "error", "message": str(exc), "cause": type(exc.__cause__).__name__}
     except BaseException as exc:
         result = {"outcome": "bug", "message": f"{type(exc).__name__}: {exc}"}
-    result["seconds"] = time.perf_counter() - start
     result["peak"] = tracemalloc.get_traced_memory()[1]
     print(json.dumps(result))
     """
 )
+
+
+#: A regression input whose loading process gives no answer within this many seconds hangs.
+HANG = 120
 
 
 def _regressions() -> list[Any]:
@@ -354,21 +354,20 @@ def _regressions() -> list[Any]:
 @pytest.mark.parametrize(("name", "expect"), _regressions())
 def test_regressions(name: str, expect: str) -> None:
     """Each kept input loads or raises an NgserError (``expect: "error"``: must raise) that was
-    not caused by an attempt to allocate more than memory, quickly and without allocating much
-    (in a subprocess limited to 3 GB of address space, so a regression cannot take the
-    machine's memory)."""
+    not caused by an attempt to allocate more than memory, without hanging and without allocating
+    much (in a subprocess limited to 3 GB of address space, so a regression cannot take the
+    machine's memory). How fast it loads is not checked here: speed belongs in bench/."""
     path = REGRESSIONS / name
     try:
         out = subprocess.run(
-            [sys.executable, "-c", REGRESSION_RUNNER, str(path)], capture_output=True, text=True, timeout=10
+            [sys.executable, "-c", REGRESSION_RUNNER, str(path)], capture_output=True, text=True, timeout=HANG
         )
     except subprocess.TimeoutExpired:
-        pytest.fail(f"{name}: loading hangs (no result after 10 s)")
+        pytest.fail(f"{name}: loading hangs (no result after {HANG} s)")
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["outcome"] in (("error",) if expect == "error" else ("ok", "error")), result
     assert result.get("cause") != "MemoryError", result
-    assert result["seconds"] < TIME_LIMIT, result
     assert result["peak"] < ALLOC_FACTOR * path.stat().st_size + ALLOC_SLACK, result
 
 

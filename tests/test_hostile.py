@@ -20,18 +20,18 @@ import numpy as np
 import pytest
 
 import ngser
-from ngser.backends import _codec, available, get_backend, msgpack_format
+from helpers import EXTENSION, msgpack_file, msgpack_parts
+from ngser.backends import _codec, available, get_backend
 from ngser.graph import ArrayNode, Graph, ObjectNode, PairsDict, Ref
 
 FORMATS = available()
-EXT = {name: ext for ext, name in reversed(list(ngser.backends.EXTENSIONS.items()))}
 
 
 def _write(fmt: str, path: Path, root: Any, nodes: list[ObjectNode] = (), arrays: list[ArrayNode] = ()) -> Path:
     """A file holding exactly this graph, written by ngser's own writer: every checksum is right."""
     writers = {node.name: node.version for node in nodes}
     graph = Graph(root, list(nodes), list(arrays), writers, {"ngser": ngser.__version__, "format": 1})
-    target = path.with_suffix(EXT[fmt])
+    target = path.with_suffix(EXTENSION[fmt])
     get_backend(fmt).write_path(graph, target)
     return target
 
@@ -180,22 +180,17 @@ def test_saving_colliding_keys_is_refused_too() -> None:
 def test_array_entries_must_not_share_a_payload(count: int, tmp_path: Path) -> None:
     """msgpack: many table entries at one offset turned a 4 MB file into 4 GB."""
     path = _write("msgpack", tmp_path / "a", Ref(0), [], [ArrayNode(0, np.zeros(2**19))])
-    data = bytearray(path.read_bytes())
+    doc_bytes, payload = msgpack_parts(path.read_bytes())
     backend = get_backend("msgpack")
     graph = backend.read_path(path)
     # the same payload under `count` ids: rewrite the table through the writer's own codec
-    length = int.from_bytes(data[8:16], "little")
-    doc = _codec.unpack_value_document(bytes(data[24 : 24 + length]), "x")
+    doc = _codec.unpack_value_document(doc_bytes, "x")
     row = doc["arrays"][0]
     doc["arrays"] = [[i, *row[1:]] for i in range(count)]
     doc["root"] = [Ref(i) for i in range(count)]
-    packed = _codec.pack_value_document(doc)
-    start = -(-(24 + len(packed)) // 64) * 64
-    payload = data[-(-(24 + length) // 64) * 64 :]
-    forged = msgpack_format.PRELUDE.pack(msgpack_format.MAGIC, len(packed), zlib.crc32(packed), 0) + packed
-    forged += bytes(start - len(forged)) + payload
+    forged = msgpack_file(_codec.pack_value_document(doc), payload)
     forged_path = tmp_path / "forged.msgpack"
-    forged_path.write_bytes(bytes(forged))
+    forged_path.write_bytes(forged)
     assert graph.arrays[0].nbytes == 2**22
     with pytest.raises(ngser.FormatError, match="overlap"):
         ngser.load(forged_path)
@@ -204,7 +199,7 @@ def test_array_entries_must_not_share_a_payload(count: int, tmp_path: Path) -> N
 # -- every failure an NgserError with a message ----------------------------------------------------------
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_huge_integers_are_values_and_never_break_messages(fmt: str, tmp_path: Path) -> None:
-    path = tmp_path / f"big{EXT[fmt]}"
+    path = tmp_path / f"big{EXTENSION[fmt]}"
     ngser.save([2**20000, -(2**20000)], path)
     assert ngser.load(path) == [2**20000, -(2**20000)]
     for bad in (2**20000, -1, 2**63):

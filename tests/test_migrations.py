@@ -8,7 +8,6 @@ with another (the "new" one), the way a package upgrade looks to a saved file.
 from __future__ import annotations
 
 import pickle
-import struct
 import zlib
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,9 @@ import numpy as np
 import pytest
 
 import ngser
+from helpers import EXTENSION, msgpack_file, msgpack_parts
 from ngser.backends._codec import pack_value_document, unpack_value_document
 from ngser.graph import FORMAT_VERSION
-
-EXTENSION = {"msgpack": ".msgpack", "pickle": ".pkl", "hdf5": ".h5"}
 
 
 class Point:
@@ -164,14 +162,10 @@ def test_migration_with_unknown_raw_keeps_stored_state(fmt: str) -> None:
 
 def _msgpack_with_format(data: bytes, version: int) -> bytes:
     """A msgpack file whose document says ``format: version``, with length and checksum made right."""
-    doc_len = int.from_bytes(data[8:16], "little")
-    doc = unpack_value_document(data[24 : 24 + doc_len], "test")
+    doc_bytes, arrays = msgpack_parts(data)
+    doc = unpack_value_document(doc_bytes, "test")
     doc["format"] = version
-    packed = pack_value_document(doc)
-    old_start = -(-(24 + doc_len) // 64) * 64
-    new_start = -(-(24 + len(packed)) // 64) * 64
-    prelude = data[:8] + struct.pack("<QII", len(packed), zlib.crc32(packed), 0)
-    return prelude + packed + bytes(new_start - 24 - len(packed)) + data[old_start:]
+    return msgpack_file(pack_value_document(doc), arrays)
 
 
 def _pickle_with_format(data: bytes, version: int) -> bytes:

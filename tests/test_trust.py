@@ -22,14 +22,14 @@ import numpy as np
 import pytest
 
 import ngser
+from helpers import EXTENSION, msgpack_file
 from ngser.backends import available
 from ngser.backends._codec import pack_value_document
-from ngser.backends.msgpack_format import MAGIC
+from ngser.backends.msgpack_format import MAGIC, PRELUDE
 from ngser.backends.pickle_format import TAG
 from ngser.graph import FORMAT_VERSION, ArrayNode, Graph, ObjectNode, Ref
 
 FORMATS = available()
-EXT = {"msgpack": ".msgpack", "pickle": ".pkl", "hdf5": ".h5"}
 
 
 class Evil:
@@ -101,7 +101,7 @@ def test_pickle_naming_any_other_global_is_refused(global_name: bytes) -> None:
 # -- cloudpickle nodes -------------------------------------------------------------------------
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_cloudpickle_nodes_need_trusted(fmt: str, tmp_path: Path, sentinel: Path) -> None:
-    path = tmp_path / f"cp{EXT[fmt]}"
+    path = tmp_path / f"cp{EXTENSION[fmt]}"
     with pytest.raises(ngser.UnsupportedTypeError, match='fallback="cloudpickle"'):
         ngser.save({"f": Evil("true")}, path)
     assert not path.exists()
@@ -138,7 +138,7 @@ def evil_module(tmp_path: Path, sentinel: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def _write(fmt: str, tmp_path: Path, root: Any, nodes: list[ObjectNode], arrays: list[ArrayNode] = ()) -> Path:
-    path = tmp_path / f"hostile{EXT[fmt]}"
+    path = tmp_path / f"hostile{EXTENSION[fmt]}"
     graph = Graph(root, list(nodes), list(arrays), {node.name: node.version for node in nodes}, {"ngser": "0"})
     ngser.write_graph(graph, path)
     return path
@@ -230,7 +230,7 @@ def _msgpack_declaring(nbytes: int) -> bytes:
             "arrays": [[0, "|u1", [nbytes], False, 0, nbytes, 0, "huge"]],
         }
     )
-    return struct.pack("<8sQII", MAGIC, len(doc), zlib.crc32(doc), 0) + doc + bytes(64)
+    return msgpack_file(doc, bytes(64))
 
 
 def _pickle_opcode_declaring(opcode: bytes, nbytes: int) -> bytes:
@@ -250,7 +250,7 @@ HOSTILE_SIZES = {
     "msgpack 8 GiB array": ("msgpack", lambda: _msgpack_declaring(8 << 30), "truncated"),
     "msgpack 10^12-byte graph document": (
         "msgpack",
-        lambda: struct.pack("<8sQII", MAGIC, HUGE, 0, 0) + b"\x80" * 32,
+        lambda: PRELUDE.pack(MAGIC, HUGE, 0, 0) + b"\x80" * 32,
         "truncated",
     ),
     "pickle BYTEARRAY8": ("pickle", lambda: _pickle_opcode_declaring(b"\x96", HUGE), "declares 1000000000000 bytes"),
@@ -268,7 +268,7 @@ def test_declared_sizes_larger_than_the_file(case: str, tmp_path: Path) -> None:
     data = make()
     with pytest.raises(ngser.FormatError, match=message):
         ngser.loads(data)
-    path = tmp_path / f"huge{EXT[fmt]}"
+    path = tmp_path / f"huge{EXTENSION[fmt]}"
     path.write_bytes(data)
     result, rss = _probe(path)
     assert result == "FormatError"
