@@ -135,3 +135,53 @@ def test_the_registry_holds_records_and_hands_out_serializers() -> None:
     assert isinstance(record, SerializerRecord) and record.serializer is serializer
     assert registry.for_type(Plain) is serializer and registry.for_name("tests.TwoPhase") is serializer
     assert registry.record_for_name("tests.TwoPhase") is record  # normalised once, not per lookup
+
+
+class Blob:
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+
+class Missing:
+    """What an untrusted load builds for an optional Blob."""
+
+
+class OptionalBlob(Serializer):
+    """A part whose stored form runs code when built, and that a file may do without."""
+
+    name = "tests.OptionalBlob"
+    types = (Blob,)
+    trusted_only = True
+
+    def dump(self, obj: Any) -> Any:
+        return {"payload": obj.payload}
+
+    def load(self, state: Any) -> Any:
+        return Blob(state["payload"])
+
+    def load_untrusted(self, state: Any) -> Any:
+        return Missing()
+
+
+def test_optional_trusted_only_parts_load_as_stand_ins_without_trust(fmt: str) -> None:
+    registry = ngser.Registry()
+    registry.add(OptionalBlob())
+    data = ngser.dumps({"blob": Blob(b"x"), "rest": [1, 2]}, format=fmt, registry=registry)
+    untrusted = ngser.loads(data, registry=registry)
+    assert isinstance(untrusted["blob"], Missing) and untrusted["rest"] == [1, 2]
+    trusted = ngser.loads(data, registry=registry, trusted=True)
+    assert isinstance(trusted["blob"], Blob) and trusted["blob"].payload == b"x"
+    assert record_of(OptionalBlob()).load_untrusted is not None
+    assert record_of(OnePhase()).load_untrusted is None
+
+
+def test_trusted_only_parts_without_a_stand_in_are_refused(fmt: str) -> None:
+    class Required(OptionalBlob):
+        name = "tests.RequiredBlob"
+        load_untrusted = Serializer.load_untrusted
+
+    registry = ngser.Registry()
+    registry.add(Required())
+    data = ngser.dumps([Blob(b"x")], format=fmt, registry=registry)
+    with pytest.raises(ngser.UnsafeLoadError, match="tests.RequiredBlob"):
+        ngser.loads(data, registry=registry)

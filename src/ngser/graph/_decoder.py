@@ -115,7 +115,9 @@ class Decoder:
                 found = record_of(_RawSerializer(node.name, node.version))
             elif found is None:
                 found = self.registry.require_name(node.name, where)
-            if found.trusted_only and not self.trusted:
+            if found.trusted_only and not self.trusted and found.load_untrusted is not None:
+                found = found.untrusted_stand_in()  # an optional part: its serializer builds a stand-in
+            elif found.trusted_only and not self.trusted:
                 held = node.state.get("type") if isinstance(node.state, dict) else None
                 what = f" (it holds a pickled {shown(held)})" if isinstance(held, str) else ""
                 raise UnsafeLoadError(

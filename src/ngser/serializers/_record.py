@@ -14,6 +14,7 @@ once, when it is registered (or made a fallback), and writes the answers into a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import operator
 from collections.abc import Callable
@@ -53,11 +54,22 @@ class SerializerRecord:
     #: pickle's BUILD opcode restores a state exactly as ``fill`` does (the pickle shim
     #: then lets pickle apply the state itself).
     pickle_build: bool
+    #: For ``trusted_only`` serializers of optional parts: ``load_untrusted(state) -> obj``
+    #: builds a stand-in without running anything from the file (see
+    #: :meth:`Serializer.load_untrusted`).
+    load_untrusted: Callable[[Any], Any] | None = None
 
     @property
     def two_phase(self) -> bool:
         """Whether objects are created empty and filled later (cycles through them allowed)."""
         return self.create is not None
+
+    def untrusted_stand_in(self) -> SerializerRecord:
+        """The record an untrusted load uses instead: one phase, :attr:`load_untrusted`."""
+        assert self.load_untrusted is not None
+        return dataclasses.replace(
+            self, load=self.load_untrusted, create=None, fill=None, fills_dict=False, trusted_only=False
+        )
 
     def build(self, state: Any) -> Any:
         """An object from a complete ``state``, in one phase or two."""
@@ -128,4 +140,5 @@ def record_of(serializer: Serializer) -> SerializerRecord:
         canonical=serializer.canonical,
         fills_dict=fills_dict,
         pickle_build=pickle_build,
+        load_untrusted=serializer.load_untrusted if _overrides(serializer, "load_untrusted", Serializer) else None,
     )

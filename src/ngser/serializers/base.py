@@ -91,6 +91,13 @@ class Serializer:
         """Make an empty object to be completed by :meth:`fill` (two-phase serializers)."""
         raise NotImplementedError
 
+    def load_untrusted(self, state: Any) -> Any:
+        """For a ``trusted_only`` serializer of an optional part (a mesh's geometry): what an
+        untrusted load builds instead, running nothing from the file, e.g. a placeholder the
+        objects that refer to it recognise, with a warning. Without an override, untrusted
+        loads of such nodes raise :class:`~ngser.UnsafeLoadError`."""
+        raise NotImplementedError
+
     def fill(self, obj: Any, state: Any) -> None:
         """Complete ``obj``, made by :meth:`create`, from ``state``."""
         raise NotImplementedError
