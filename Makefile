@@ -4,7 +4,19 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ngser-installed
 
-.PHONY: demo test bench lint clean
+# The oldest NGSolve ngser supports (pyproject.toml: ngsolve>=$(NGSOLVE_OLDEST)), tested in an
+# environment of its own. Its wheel requires netgen-mesher of the same version and an unpinned
+# `mkl`; mkl 2026 no longer ships the libmkl_rt.so.2 it links against, hence the pin.
+NGSOLVE_OLDEST ?= 6.2.2501
+NGSOLVE_OLDEST_PINS ?= ngsolve==$(NGSOLVE_OLDEST) netgen-mesher==$(NGSOLVE_OLDEST) mkl==2025.3.1
+OLDEST_VENV ?= .venv-ngsolve-oldest
+OLDEST_PY := $(OLDEST_VENV)/bin/python
+# The stamp names the version: changing NGSOLVE_OLDEST reinstalls.
+OLDEST_STAMP := $(OLDEST_VENV)/.ngser-installed-ngsolve-$(NGSOLVE_OLDEST)
+# What runs under the oldest NGSolve: the NGSolve tests and the fixtures (files of both versions).
+OLDEST_TESTS := tests/ngsolve tests/test_fixtures.py
+
+.PHONY: demo test test-ngsolve-oldest fixtures-ngsolve-oldest bench lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,11 +24,27 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[ngsolve,distributed,dev]"
 	@touch $(STAMP)
 
+$(OLDEST_STAMP): pyproject.toml
+	@test -x $(OLDEST_PY) || $(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_PY) -m pip install --quiet --upgrade pip
+	$(OLDEST_PY) -m pip install --quiet -e ".[ngsolve,dev]" $(NGSOLVE_OLDEST_PINS)
+	@rm -f $(OLDEST_VENV)/.ngser-installed-ngsolve-*
+	@touch $(OLDEST_STAMP)
+
 demo: $(STAMP)
 	$(PY) examples/tutorial.py
 
+# The whole suite under the newest NGSolve, then the NGSolve tests under the oldest.
 test: $(STAMP)
 	$(PY) -m pytest
+	@$(MAKE) --no-print-directory test-ngsolve-oldest
+
+test-ngsolve-oldest: $(OLDEST_STAMP)
+	$(OLDEST_PY) -m pytest $(OLDEST_TESTS)
+
+# Add the cross-version fixtures of the oldest NGSolve (tests/fixtures/make_fixtures.py only adds files).
+fixtures-ngsolve-oldest: $(OLDEST_STAMP)
+	$(OLDEST_PY) tests/fixtures/make_fixtures.py
 
 bench: $(STAMP)
 	$(PY) bench/run.py
@@ -27,4 +55,4 @@ lint: $(STAMP)
 	$(PY) -m mypy
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis demo-output
+	rm -rf $(VENV) $(OLDEST_VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis demo-output

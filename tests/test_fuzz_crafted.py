@@ -1462,13 +1462,6 @@ HDF5_READER = "HDF5 reader (src/ngser/backends/_hdf5_reader.py, not this work's 
 
 
 @pytest.mark.skipif("hdf5" not in FORMATS, reason="no HDF5 backend")
-@pytest.mark.xfail(
-    strict=True,
-    reason=HDF5_READER + "array-table rows naming one dataset are each read into memory of their own, with every "
-    "checksum valid: a 1.1 MB file of 1,000 rows naming one 1 MB dataset loads as 1 GB (msgpack refuses "
-    "overlapping payloads with check_disjoint, pickle shared buffers; HDF5 has no such check, and rows naming "
-    "one range of /ngser/packed load as arrays sharing memory)",
-)
 def test_hdf5_one_dataset_cannot_back_many_arrays() -> None:
     def alias(file: Any) -> None:
         doc = _table_doc(file)
@@ -1484,11 +1477,6 @@ def test_hdf5_one_dataset_cannot_back_many_arrays() -> None:
 
 
 @pytest.mark.skipif("hdf5" not in FORMATS, reason="no HDF5 backend")
-@pytest.mark.xfail(
-    strict=True,
-    reason=HDF5_READER + "a dataset that was never written (chunked, only a fill value) is read whole, whatever "
-    "its declared size, and Limits(expansion=100) is not applied: a 20 KB file loads as a 512 MB array",
-)
 def test_hdf5_never_written_datasets_cannot_expand_beyond_limits() -> None:
     count = 2**23  # float64: 64 MB
 

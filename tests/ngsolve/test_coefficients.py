@@ -49,8 +49,13 @@ def test_tree_values(kind, square, gfu, roundtrip):
         assert loaded(mesh2(*pnt)) == pytest.approx(tree(square(*pnt)), rel=1e-12, abs=1e-13)
 
 
-def test_trace_of_gridfunction_on_boundary(square, gfu, roundtrip):
+def test_trace_of_gridfunction_on_boundary(square, gfu, roundtrip, fmt):
     tree = gfu.Trace() * 2
+    if any(child is None for child in gfu.Trace().data["childs"]):
+        # NGSolve 6.2.2501 archives a Trace() without its GridFunction: evaluating the rebuilt node crashes.
+        with pytest.raises(ngser.errors.UnsupportedTypeError, match="without the GridFunction"):
+            ngser.dumps([square, tree], format=fmt)
+        return
     mesh2, loaded = roundtrip([square, tree])
     for name in ("left", "top"):
         a = ngsolve.Integrate(loaded, mesh2, definedon=mesh2.Boundaries(name))

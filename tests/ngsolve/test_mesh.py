@@ -10,27 +10,42 @@ import numpy as np
 import pytest
 
 import ngser
-from conftest import FORMATS, disk_mesh, integrals, periodic_mesh, square_mesh
+from conftest import (
+    FORMATS,
+    RECURVES,
+    as_loaded,
+    disk_mesh,
+    integrals,
+    periodic_mesh,
+    square_mesh,
+)
+from ngser.serializers.ngsolve import GeometryWarning
+from ngser.serializers.ngsolve._compat import identifications
 
 
 def _element_tables(ngmesh: nm.Mesh) -> list[np.ndarray]:
     tables = [ngmesh.Elements1D().NumPy()[["nodes", "index"]]]
-    if ngmesh.dim >= 2:
-        tables.append(ngmesh.Elements2D().NumPy()[["nodes", "index", "type"]])
-    if ngmesh.dim == 3:
-        tables.append(ngmesh.Elements3D().NumPy()[["nodes", "index", "type"]])
+    for d, elements in ((2, ngmesh.Elements2D), (3, ngmesh.Elements3D)):
+        if ngmesh.dim >= d:
+            table = elements().NumPy()  # netgen 6.2.2501 has no "type" field, but "np" (the node count)
+            tables.append(table[[f for f in ("nodes", "index", "type", "np") if f in table.dtype.names]])
     return tables
 
 
 def _names(ngmesh: nm.Mesh, codim: int) -> list[str]:
-    # netgen's SetCD2Name/SetCD3Name store an empty name as "default" (a documented limit)
+    # netgen's SetCD2Name/SetCD3Name store an empty name as "default" (a documented limit); an
+    # unnamed boundary is "default" in NGSolve, and ngser stores it so (netgen 6.2.2501 lists "")
     names = ngmesh.GetRegionNames(codim=codim)
-    return [n or "default" for n in names] if codim >= 2 else names
+    return [n or "default" for n in names] if codim >= 1 else names
 
 
 def test_mesh_roundtrip_keeps_everything(any_mesh, roundtrip):
     mesh = any_mesh
-    loaded = roundtrip(mesh)
+    if RECURVES or mesh.GetCurveOrder() == 1:
+        loaded = roundtrip(mesh)
+    else:
+        with pytest.warns(GeometryWarning, match="loaded straight"):
+            loaded = roundtrip(mesh)
     assert isinstance(loaded, ngsolve.Mesh)
     a, b = mesh.ngmesh, loaded.ngmesh
     np.testing.assert_array_equal(np.array(a.Coordinates()), np.array(b.Coordinates()))
@@ -38,15 +53,25 @@ def test_mesh_roundtrip_keeps_everything(any_mesh, roundtrip):
         np.testing.assert_array_equal(ta, tb)
     for codim in range(mesh.dim + 1):
         assert _names(a, codim) == _names(b, codim)
-    assert a.GetCurveOrder() == b.GetCurveOrder()
+    expected = as_loaded(mesh)  # a straight copy where this netgen cannot curve rebuilt meshes
+    assert loaded.GetCurveOrder() == expected.GetCurveOrder()
     assert a.GetIdentifications() == b.GetIdentifications()
+    np.testing.assert_array_equal(identifications(a)[0], identifications(b)[0])
+    assert identifications(a)[1] == identifications(b)[1]
     f = ngsolve.x * ngsolve.x + 2 * ngsolve.y + 1
-    np.testing.assert_allclose(integrals(f, loaded), integrals(f, mesh), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(integrals(f, loaded), integrals(f, expected), rtol=1e-12, atol=1e-14)
 
 
 def test_curved_mesh_is_curved_again(roundtrip):
     mesh = disk_mesh(order=3)
     straight = ngsolve.Integrate(1, ngsolve.Mesh(disk_mesh(order=1).ngmesh))
+    if not RECURVES:
+        # netgen 6.2.2501 cannot curve a rebuilt mesh: it loads straight, with a warning
+        with pytest.warns(GeometryWarning, match="curve order 3 was loaded straight"):
+            loaded = roundtrip(mesh)
+        assert loaded.GetCurveOrder() == 1
+        assert ngsolve.Integrate(1, loaded) == pytest.approx(straight, abs=1e-13)
+        return
     loaded = roundtrip(mesh)
     area = ngsolve.Integrate(1, loaded)
     assert abs(area - np.pi) < 1e-3 < abs(straight - np.pi)
@@ -55,12 +80,17 @@ def test_curved_mesh_is_curved_again(roundtrip):
 
 
 def test_curved_3d_volume_per_material(ball, roundtrip):
-    loaded = roundtrip(ball)
+    if not RECURVES:
+        with pytest.warns(GeometryWarning, match="loaded straight"):
+            loaded = roundtrip(ball)
+    else:
+        loaded = roundtrip(ball)
+    expected = as_loaded(ball)
     for name, exact in [("ball", 4 / 3 * np.pi * 0.3**3), ("box", 1 - 4 / 3 * np.pi * 0.3**3)]:
         got = ngsolve.Integrate(1, loaded, definedon=loaded.Materials(name))
-        assert got == pytest.approx(ngsolve.Integrate(1, ball, definedon=ball.Materials(name)), abs=1e-13)
-        assert got == pytest.approx(exact, abs=1e-3)
-    assert ngsolve.Integrate(1, loaded, BND := ngsolve.BND) == pytest.approx(ngsolve.Integrate(1, ball, BND))
+        assert got == pytest.approx(ngsolve.Integrate(1, expected, definedon=expected.Materials(name)), abs=1e-13)
+        assert got == pytest.approx(exact, abs=1e-3 if RECURVES else 2e-2)
+    assert ngsolve.Integrate(1, loaded, BND := ngsolve.BND) == pytest.approx(ngsolve.Integrate(1, expected, BND))
 
 
 def test_netgen_mesh_alone_and_shared(square, roundtrip):
@@ -85,7 +115,7 @@ def test_periodic_identifications_survive(roundtrip):
     mesh = periodic_mesh()
     loaded = roundtrip(mesh)
     assert loaded.ngmesh.GetIdentifications() == mesh.ngmesh.GetIdentifications()
-    assert [loaded.ngmesh.GetIdentificationType(1)] == [mesh.ngmesh.GetIdentificationType(1)]
+    assert identifications(loaded.ngmesh)[1] == identifications(mesh.ngmesh)[1] == ["PERIODIC"]
     v, w = ngsolve.Periodic(ngsolve.H1(mesh, order=2)), ngsolve.Periodic(ngsolve.H1(loaded, order=2))
     assert v.ndof == w.ndof
 

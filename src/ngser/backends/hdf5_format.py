@@ -116,13 +116,18 @@ class HDF5Backend(Backend):
 
 
 def _open(target: str | bytes | IO[bytes], source: str) -> h5py.File:
-    """Open a file (by path), a file image (bytes) or a binary file object for reading."""
+    """Open a file (by path), a file image (bytes) or a binary file object for reading.
+
+    Paths are opened with HDF5's ``sec2`` driver whatever ``HDF5_DRIVER`` says, so a file never
+    makes HDF5 open others (the family, multi and split drivers open several files); images and
+    file objects use the core and file-object drivers, which open none. Links, external storage
+    and virtual datasets are refused before they are followed (:mod:`._hdf5_checks`)."""
     try:
         if isinstance(target, bytes):
             return h5py.File(h5py.h5f.open_file_image(target), "r")
         if isinstance(target, io.IOBase) or hasattr(target, "read"):
             return h5py.File(target, "r")
-        return h5py.File(target, "r")
+        return h5py.File(target, "r", driver="sec2")
     except Exception as exc:
         raise FormatError(f"{source}: not a readable HDF5 file, or truncated ({why(exc)})") from exc
 
@@ -286,6 +291,14 @@ def _write_nodes(file: h5py.File, graph: Graph, table: list[list[Any]]) -> None:
     file.create_dataset(layout.TYPES, data=np.array(encoded, f"S{width}"), track_times=False)
     group.attrs["format"] = FORMAT_VERSION
     # fixed-width (np.bytes_) text attributes: no global heap (see the type names above)
-    group.attrs["ngser"] = np.bytes_(str(graph.meta.get("ngser", "")).encode())
-    group.attrs["writers"] = np.bytes_(json.dumps(graph.writers).encode())
+    version = np.bytes_(str(graph.meta.get("ngser", "")).encode())
+    # readers refuse a header that omits a type of the node table: a graph made by hand (not by
+    # the encoder) may lack some, so they are added with the version of their first node
+    listed = dict(graph.writers)
+    for name, node_version in zip(type_names, flat[2::4]):
+        listed.setdefault(name, node_version)
+    writers = np.bytes_(json.dumps(listed).encode())
+    group.attrs["ngser"] = version
+    group.attrs["writers"] = writers
     group.attrs["crc32"] = np.uint32(crc)
+    group.attrs["header_crc32"] = np.uint32(layout.header_crc(bytes(writers), bytes(version)))

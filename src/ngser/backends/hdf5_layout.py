@@ -2,7 +2,7 @@
 
 The fixed part of the layout (see ``docs/format.md``)::
 
-    /ngser                 group, attributes format, ngser, writers, crc32
+    /ngser                 group, attributes format, ngser, writers, crc32, header_crc32
     /ngser/graph           uint8: msgpack document {"root", "states", "arrays"}
     /ngser/nodes/id        int64 (n,): node ids, in table order
     /ngser/nodes/type      uint32 (n,): index into /ngser/types
@@ -38,6 +38,7 @@ __all__ = [
     "KIND_NATIVE",
     "KIND_RAW",
     "graph_crc",
+    "header_crc",
     "GROUP",
     "GRAPH",
     "NODE_IDS",
@@ -75,6 +76,14 @@ def graph_crc(
     for column in (ids, types, versions):
         crc = zlib.crc32(np.ascontiguousarray(column).tobytes(), crc)
     return zlib.crc32("\0".join(names).encode("utf-8", "surrogatepass"), crc)
+
+
+def header_crc(writers: bytes, ngser: bytes) -> int:
+    """CRC32 of the header attributes, ``/ngser@header_crc32``: the bytes of ``/ngser@writers``
+    (its UTF-8 JSON, as stored), one NUL byte, then the bytes of ``/ngser@ngser`` (the writing
+    ngser's version, UTF-8), both without the NUL padding of fixed-width strings. Files of
+    ngser 0.1 lack the attribute; readers that do not know it ignore it (format version 1)."""
+    return zlib.crc32(ngser, zlib.crc32(b"\0", zlib.crc32(writers)))
 
 
 def quote_name(name: str) -> str:

@@ -13,7 +13,15 @@ if TYPE_CHECKING:
     from ..base import Serializer
     from ..registry import Registry
 
-__all__ = ["register_all", "serializers"]
+__all__ = ["GeometryWarning", "register_all", "serializers"]
+
+
+class GeometryWarning(UserWarning):
+    """A file's geometry could not be rebuilt (it was written by another NGSolve version, or its
+    bytes are damaged): the rest of the file loaded, the meshes of that geometry have none, and
+    curved meshes among them are straight. Defined here so that it can be filtered without
+    importing NGSolve: ``warnings.simplefilter("error", GeometryWarning)`` turns it into an error.
+    """
 
 
 def serializers() -> list[Serializer]:

@@ -64,18 +64,18 @@ def checked_flags(flags: Any, what: str) -> dict[str, Any]:
     for key, value in flags.items():
         if type(value) is dict:
             if set(value) - {"region", "numbers", "names"}:
-                raise StateError(f"the flag {key!r} of {what} is a dict but not a region")
+                raise StateError(f"the flag {shown(key)} of {what} is a dict but not a region")
             continue
         items = value if type(value) is list else [value]
         if len(items) > 1_000_000 or not all(type(x) in (bool, float, int, str) for x in items):
-            raise StateError(f"the flag {key!r} of {what} holds {shown(value)}, not numbers, text or bools")
+            raise StateError(f"the flag {shown(key)} of {what} holds {shown(value)}, not numbers, text or bools")
         if any(type(x) is float and not np.isfinite(x) for x in items):
-            raise StateError(f"the flag {key!r} of {what} is not a finite number")
+            raise StateError(f"the flag {shown(key)} of {what} is not a finite number")
     bounds = {"order": MAX_ORDER, "multidim": MAX_COMPONENTS, "dim": MAX_COMPONENTS}
     for key, high in bounds.items():
         value = flags.get(key)
         if value is not None and (type(value) not in (int, float) or not 0 <= value <= high):
-            raise StateError(f"the flag {key!r} of {what} must be a number from 0 to {high}, not {shown(value)}")
+            raise StateError(f"the flag {shown(key)} of {what} must be a number from 0 to {high}, not {shown(value)}")
     return flags
 
 
@@ -176,6 +176,17 @@ def checked_mesh_state(raw: Any) -> dict[str, Any]:
             raise StateError(
                 f"netgen.Mesh: {d}D elements name regions {int(index.min())}..{int(index.max())}, but the mesh "
                 f"has {bound} of them"
+            )
+    if "elements1d_edgenr" in state:  # written by a netgen whose segments carry their edge number (6.2.2501)
+        edgenr = _array(state, "elements1d_edgenr", "iu", 1, "netgen.Mesh")
+        segments = len(elements[1][1]) if 1 in elements else 0
+        bound = max(segments, len(edges)) + _SPARE_NAMES
+        if len(edgenr) != segments:
+            raise StateError(f"netgen.Mesh: {segments} 1D elements but {len(edgenr)} edge numbers")
+        if edgenr.size and (int(edgenr.min()) < -1 or int(edgenr.max()) > bound):
+            raise StateError(
+                f"netgen.Mesh: 1D elements have edge numbers {int(edgenr.min())}..{int(edgenr.max())}, outside "
+                f"-1..{bound}"
             )
     idents = state.get("identifications", np.zeros((0, 3), np.int32))
     kinds = state.get("identification_types", [])

@@ -38,6 +38,14 @@ def describe(cf: Any) -> str:
     return f"{kind} node {text!r}" if text else f"{kind} node"
 
 
+def _is_gridfunction_node(cf: Any) -> bool:
+    """Whether ``cf`` is a ``GridFunctionCoefficientFunction`` node (``grad(gfu)``, ``gfu.Trace()``)."""
+    import ngsolve.comp as comp
+
+    cls = getattr(comp, "GridFunctionCoefficientFunction", None)
+    return cls is not None and isinstance(cf, cls)
+
+
 class CoefficientFunctionSerializer(Serializer):
     """``ngsolve.CoefficientFunction``: ``{"children", "data", "version_stored", "version_needed"}``.
 
@@ -55,6 +63,15 @@ class CoefficientFunctionSerializer(Serializer):
             data = obj.data
         except Exception as exc:
             raise UnsupportedTypeError(f"cannot save the CoefficientFunction {describe(obj)}: {exc}. {_HINT}") from exc
+        if _is_gridfunction_node(obj) and any(child is None for child in data["childs"]):
+            # Older NGSolve (6.2.2501) archives gfu.Trace() without the GridFunction it evaluates:
+            # the rebuilt node would dereference nothing and crash the process when evaluated.
+            raise UnsupportedTypeError(
+                f"cannot save the CoefficientFunction {describe(obj)}: this NGSolve stores it without the "
+                "GridFunction it evaluates (its archive has an empty child), and the rebuilt node would crash "
+                "when evaluated. Save the GridFunction and build the expression (e.g. gfu.Trace()) again after "
+                "loading, or use a newer NGSolve"
+            )
         return {
             "children": list(data["childs"]),
             "data": bytes(data["data"]),

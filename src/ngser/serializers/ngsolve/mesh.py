@@ -10,6 +10,7 @@ count), so large meshes cost no Python loop per element.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import netgen.meshing as nm
@@ -19,17 +20,30 @@ import numpy as np
 from ...errors import StateError
 from ..base import Serializer
 from ._checks import MAX_CURVE_ORDER, checked_mesh_state, int_in
+from ._compat import (
+    HAS_EDGE_DESCRIPTORS,
+    add_elements,
+    add_segments,
+    curve_order,
+    curves_rebuilt_meshes,
+    element_table,
+    identification_kind,
+    identifications,
+    segments_carry_edgenr,
+)
+from .geometry import MissingGeometry, is_real_geometry, warn_cannot_curve, warn_curvature_lost
 
 __all__ = ["NetgenMeshSerializer", "MeshSerializer", "dump_netgen_mesh", "load_netgen_mesh"]
 
-#: Element type codes of netgen (``Elements*D().NumPy()["type"]``) rebuilt from a vertex count.
-_EXPECTED_TYPES = {
-    2: {3: 10, 4: 11, 6: 12, 8: 13},  # TRIG, QUAD, TRIG6, QUAD8
-    3: {4: 20, 10: 21, 5: 22, 6: 23, 15: 24, 8: 25, 20: 26, 13: 27},  # TET .. HEX20, PYRAMID13
-}
-
 _FD_FIELDS = ("surfnr", "domin", "domout", "bc", "bcname")
 _ED_FIELDS = ("index", "edgenr", "surfnr", "domin", "domout", "fdindex", "tlosurf", "name")
+
+#: netgen meshes rebuilt without the geometry their file named (it could not be rebuilt).
+_LOST_GEOMETRY: weakref.WeakSet[Any] = weakref.WeakSet()
+#: Rebuilt netgen meshes left straight although their file asks for a curve order (the geometry
+#: is missing, or this netgen cannot curve rebuilt meshes): the ``ngsolve.Mesh`` serializer
+#: must not curve them either.
+_LEFT_STRAIGHT: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _elements(ngmesh: Any, dim: int) -> dict[str, np.ndarray]:
@@ -41,13 +55,7 @@ def _elements(ngmesh: Any, dim: int) -> dict[str, np.ndarray]:
         index = np.array([int(str(el).rsplit("=", 1)[1]) for el in els], dtype=np.int32)
         return {"vertices": verts, "index": index}
     table = {1: ngmesh.Elements1D, 2: ngmesh.Elements2D, 3: ngmesh.Elements3D}[dim]().NumPy()
-    out = {
-        "vertices": np.ascontiguousarray(table["nodes"], dtype=np.int32),
-        "index": np.ascontiguousarray(table["index"], dtype=np.int32),
-    }
-    if dim >= 2:
-        out["type"] = np.ascontiguousarray(table["type"], dtype=np.uint8)
-    return out
+    return element_table(table, dim)
 
 
 def dump_netgen_mesh(ngmesh: Any) -> dict[str, Any]:
@@ -60,33 +68,27 @@ def dump_netgen_mesh(ngmesh: Any) -> dict[str, Any]:
         for key, arr in _elements(ngmesh, d).items():
             state[f"elements{d}d_{key}"] = arr
     state["region_names"] = [list(ngmesh.GetRegionNames(codim=c)) for c in range(dim + 1)]
+    # An unnamed boundary is "default" in NGSolve; netgen 6.2.2501 lists it as "" (6.2.2608 as
+    # "default"): store the name NGSolve shows, so that files of both versions agree.
+    if len(state["region_names"]) > 1:
+        state["region_names"][1] = [name or "default" for name in state["region_names"][1]]
     state["face_descriptors"] = [
         {"surfnr": fd.surfnr, "domin": fd.domin, "domout": fd.domout, "bc": fd.bc, "bcname": fd.bcname}
         for fd in ngmesh.FaceDescriptors()
     ]
+    # Older netgen has no edge descriptors (its segments name their codim-2 region themselves).
     state["edge_descriptors"] = [
         {key: (list(getattr(ed, key)) if key == "surfnr" else getattr(ed, key)) for key in _ED_FIELDS}
-        for ed in ngmesh.EdgeDescriptors()
+        for ed in (ngmesh.EdgeDescriptors() if hasattr(ngmesh, "EdgeDescriptors") else [])
     ]
-    idents = [[_nr(p1), _nr(p2), int(nr)] for p1, p2, nr in ngmesh.GetIdentifications()]
-    state["identifications"] = np.array(idents, dtype=np.int32).reshape(len(idents), 3)
-    state["identification_types"] = [
-        ngmesh.GetIdentificationType(nr).name for nr in range(1, ngmesh.GetNrIdentifications() + 1)
-    ]
-    state["curve_order"] = int(ngmesh.GetCurveOrder())
+    state["identifications"], state["identification_types"] = identifications(ngmesh)
+    state["curve_order"] = curve_order(ngmesh)
     state["geometry"] = _geometry_of(ngmesh)
     return state
 
 
-def _nr(point: Any) -> int:
-    """A 1-based point number from a ``PointId`` or an int."""
-    return int(getattr(point, "nr", point))
-
-
 def _geometry_of(ngmesh: Any) -> Any:
     """The mesh's geometry when it is a real one (not netgen's empty default)."""
-    from .geometry import is_real_geometry
-
     geo = ngmesh.GetGeometry()
     return geo if geo is not None and is_real_geometry(geo) else None
 
@@ -107,9 +109,7 @@ def _add_elements(ngmesh: Any, dim: int, verts: np.ndarray, index: np.ndarray) -
     counts = (verts != 0).sum(axis=1) if verts.size else np.zeros(len(index), dtype=np.int64)
     for start, stop in _runs(index, counts):
         width = int(counts[start])
-        block = np.ascontiguousarray(verts[start:stop, :width])
-        # No project_geometry: it moves points; curving from the geometry works without it.
-        ngmesh.AddElements(dim, int(index[start]), block, base=1)
+        add_elements(ngmesh, dim, int(index[start]), np.ascontiguousarray(verts[start:stop, :width]))
 
 
 def load_netgen_mesh(state: dict[str, Any]) -> Any:
@@ -120,7 +120,11 @@ def load_netgen_mesh(state: dict[str, Any]) -> Any:
     points = np.ascontiguousarray(state["points"], dtype=np.float64)
     ngmesh = nm.Mesh(dim=dim)
     geometry = state.get("geometry")
-    if geometry is not None:
+    if isinstance(geometry, MissingGeometry):
+        _LOST_GEOMETRY.add(ngmesh)  # the geometry node warned why; the mesh loads without it
+    elif geometry is not None:
+        if not is_real_geometry(geometry):
+            raise StateError(f"netgen.Mesh: geometry must refer to a netgen geometry, not {type(geometry).__name__}")
         ngmesh.SetGeometry(geometry)
     ngmesh.AddPoints(points)
     for fd in state.get("face_descriptors", []):
@@ -129,7 +133,9 @@ def load_netgen_mesh(state: dict[str, Any]) -> Any:
         )
         desc.bcname = str(fd["bcname"])
         ngmesh.Add(desc)
-    for ed in state.get("edge_descriptors", []):
+    # An older netgen has no edge descriptors: its segments carry their codim-2 region number
+    # (the stored index) themselves, and the names come from region_names.
+    for ed in state.get("edge_descriptors", []) if HAS_EDGE_DESCRIPTORS else []:
         desc = nm.EdgeDescriptor()
         for key in _ED_FIELDS:
             if key in ed:
@@ -137,6 +143,11 @@ def load_netgen_mesh(state: dict[str, Any]) -> Any:
         ngmesh.Add(desc)
     for d in (3, 2, 1):
         if d > dim or f"elements{d}d_vertices" not in state:
+            continue
+        if d == 1 and segments_carry_edgenr():
+            verts = np.ascontiguousarray(state["elements1d_vertices"], dtype=np.int32)
+            index = np.asarray(state["elements1d_index"])
+            add_segments(ngmesh, verts, index, _edge_numbers(state, index, dim))
             continue
         _add_elements(ngmesh, d, state[f"elements{d}d_vertices"], state[f"elements{d}d_index"])
     if "elements0d_vertices" in state:
@@ -146,11 +157,26 @@ def load_netgen_mesh(state: dict[str, Any]) -> Any:
     _set_names(ngmesh, state.get("region_names", []))
     idents = np.asarray(state.get("identifications", np.zeros((0, 3), np.int32)))
     types = state.get("identification_types", [])
+    kinds = [identification_kind(name) for name in types]
     for p1, p2, nr in idents.tolist():
-        kind = getattr(nm.IdentificationType, types[nr - 1]) if nr - 1 < len(types) else nm.IdentificationType.PERIODIC
+        kind = kinds[nr - 1] if nr - 1 < len(kinds) else nm.IdentificationType.PERIODIC
         ngmesh.AddPointIdentification(nm.PointId(p1), nm.PointId(p2), identnr=nr, type=kind)
     _check_types(ngmesh, state, dim)
     return ngmesh
+
+
+def _edge_numbers(state: dict[str, Any], index: np.ndarray, dim: int) -> np.ndarray:
+    """The edge number of every segment, for a netgen whose segments carry one: as stored (a file
+    of such a netgen); from the edge descriptors a segment's index refers to (a 2D mesh of a netgen
+    with edge descriptors); otherwise the index itself (in 3D the codim-2 region number either way)."""
+    if "elements1d_edgenr" in state:
+        return np.asarray(state["elements1d_edgenr"])
+    descriptors = state.get("edge_descriptors", [])
+    if dim == 2 and descriptors:
+        table = np.array([int(ed.get("edgenr", i + 1)) for i, ed in enumerate(descriptors)], dtype=np.int64)
+        inside = (index >= 1) & (index <= len(table))
+        return np.where(inside, table[np.clip(index - 1, 0, len(table) - 1)], index)
+    return index
 
 
 def _set_names(ngmesh: Any, names: list[list[str]]) -> None:
@@ -176,7 +202,7 @@ def _check_types(ngmesh: Any, state: dict[str, Any], dim: int) -> None:
         if d > dim or key not in state:
             continue
         stored = np.asarray(state[key])
-        rebuilt = (ngmesh.Elements3D() if d == 3 else ngmesh.Elements2D()).NumPy()["type"]
+        rebuilt = element_table((ngmesh.Elements3D() if d == 3 else ngmesh.Elements2D()).NumPy(), d)["type"]
         if stored.shape != rebuilt.shape or not np.array_equal(stored, rebuilt):
             bad = sorted(set(np.unique(stored).tolist()) - set(np.unique(rebuilt).tolist()))
             raise StateError(
@@ -198,7 +224,13 @@ class NetgenMeshSerializer(Serializer):
     def load(self, state: Any) -> Any:
         ngmesh = load_netgen_mesh(state)
         order = int(state.get("curve_order", 1))  # checked by load_netgen_mesh
-        if order > 1:
+        if order > 1 and ngmesh in _LOST_GEOMETRY:
+            warn_curvature_lost(state.get("geometry"), order)
+            _LEFT_STRAIGHT.add(ngmesh)
+        elif order > 1 and not curves_rebuilt_meshes():
+            warn_cannot_curve(order)
+            _LEFT_STRAIGHT.add(ngmesh)
+        elif order > 1:
             ngmesh.Curve(order)
         return ngmesh
 
@@ -211,8 +243,7 @@ class MeshSerializer(Serializer):
     types = (ngsolve.Mesh,)
 
     def dump(self, obj: Any) -> Any:
-        ngmesh = obj.ngmesh
-        return {"ngmesh": ngmesh, "curve_order": int(ngmesh.GetCurveOrder())}
+        return {"ngmesh": obj.ngmesh, "curve_order": int(obj.GetCurveOrder())}
 
     def load(self, state: Any) -> Any:
         ngmesh = state.get("ngmesh") if isinstance(state, dict) else None
@@ -220,6 +251,12 @@ class MeshSerializer(Serializer):
             raise StateError("the state of ngsolve.Mesh does not refer to a netgen.Mesh")
         mesh = ngsolve.Mesh(ngmesh)
         order = int_in(state.get("curve_order", 1), 1, MAX_CURVE_ORDER, "ngsolve.Mesh: curve_order")
-        if order > 1 and int(ngmesh.GetCurveOrder()) != order:
-            mesh.Curve(order)
+        if order > 1 and int(mesh.GetCurveOrder()) != order:
+            if ngmesh in _LEFT_STRAIGHT:
+                pass  # left straight on purpose: its serializer warned why
+            elif not curves_rebuilt_meshes():
+                warn_cannot_curve(order)
+                _LEFT_STRAIGHT.add(ngmesh)
+            else:
+                mesh.Curve(order)
         return mesh

@@ -16,7 +16,7 @@ import ngsolve.comp as comp
 import numpy as np
 import pyngcore
 
-from ...errors import StateError, UnsupportedTypeError
+from ...errors import StateError, UnsupportedTypeError, shown
 from ..base import Serializer
 from ._checks import MAX_COMPONENTS, checked_flags, int_in
 from .native import archive_state, restore_archive
@@ -71,7 +71,7 @@ def dump_flags(flags: Any, mesh: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in flags.ToDict().items():
         if isinstance(value, comp.Region):
-            vb = str(value.VB()).rsplit(".", 1)[-1]
+            vb = _vb_name(value)
             numbers = (np.flatnonzero(np.asarray(value.Mask(), dtype=bool)) + 1).tolist()
             out[key] = _region(mesh, vb, numbers)
         elif key in _REGION_FLAGS and isinstance(value, list) and all(isinstance(v, float) for v in value):
@@ -94,25 +94,60 @@ def _region(mesh: Any, vb: str, numbers: list[int]) -> dict[str, Any]:
 
 def load_flags(state: dict[str, Any], mesh: Any) -> Any:
     """``pyngcore.Flags`` from :func:`dump_flags`'s dict; regions are rebuilt on ``mesh`` by number."""
+    return pyngcore.Flags(_storable(flag_values(state, mesh), mesh))
+
+
+def flag_values(state: dict[str, Any], mesh: Any) -> dict[str, Any]:
+    """The flag values of :func:`dump_flags`'s dict, region dicts rebuilt as ``Region`` objects on ``mesh``."""
     plain: dict[str, Any] = {}
     for key, value in checked_flags(state, "a space").items():
         if isinstance(value, dict) and "region" in value:
             vb = str(value["region"])
             if vb not in _VB or mesh is None:
-                raise StateError(f"the space flag {key!r} names an unknown region kind {vb!r}")
+                raise StateError(f"the space flag {shown(key)} names an unknown region kind {shown(vb)}")
             nregions = len(mesh.ngmesh.GetRegionNames(codim=_CODIM[vb]))
             mask = np.zeros(nregions, dtype=bool)
             numbers = value["numbers"]
             if type(numbers) is not list or not all(type(n) is int for n in numbers):
-                raise StateError(f"the space flag {key!r}: region numbers must be a list of integers")
+                raise StateError(f"the space flag {shown(key)}: region numbers must be a list of integers")
             numbers = np.asarray(numbers, dtype=np.int64)
             if numbers.size and (numbers.min() < 1 or numbers.max() > nregions):
-                raise StateError(f"the space flag {key!r} names region numbers outside the mesh")
+                raise StateError(f"the space flag {shown(key)} names region numbers outside the mesh")
             mask[numbers - 1] = True
             plain[key] = comp.Region(mesh, _VB[vb], pyngcore.BitArray(mask.tolist()))
         else:
             plain[key] = value
-    return pyngcore.Flags(plain)
+    return plain
+
+
+def flags_hold_regions(mesh: Any) -> bool:
+    """Whether this NGSolve's ``Flags`` keep a ``Region`` value given from Python (6.2.2501's drop it
+    silently; its space constructors take Regions as keyword arguments). Tried once, on ``mesh``."""
+    if _FLAGS_HOLD_REGIONS:
+        return _FLAGS_HOLD_REGIONS[0]
+    region = comp.Region(mesh, ngsolve.VOL, pyngcore.BitArray([True]))
+    _FLAGS_HOLD_REGIONS.append("probe" in pyngcore.Flags({"probe": region}).ToDict())
+    return _FLAGS_HOLD_REGIONS[0]
+
+
+_FLAGS_HOLD_REGIONS: list[bool] = []
+
+
+def _storable(values: dict[str, Any], mesh: Any) -> dict[str, Any]:
+    """``values`` as ``Flags`` keep them: where ``Flags`` drop Regions, a Region of the kind a region
+    flag numbers (``dirichlet``: boundaries, ...) becomes that flag's list of 1-based numbers, as
+    NGSolve itself stores it. Other Regions stay (and such ``Flags`` drop them)."""
+    if mesh is None or not any(isinstance(v, comp.Region) for v in values.values()) or flags_hold_regions(mesh):
+        return values
+    out = dict(values)
+    for key, value in values.items():
+        if isinstance(value, comp.Region) and key in _REGION_FLAGS and _vb_name(value) == _REGION_FLAGS[key]:
+            out[key] = [float(n) for n in np.flatnonzero(np.asarray(value.Mask(), dtype=bool)) + 1]
+    return out
+
+
+def _vb_name(region: Any) -> str:
+    return str(region.VB()).rsplit(".", 1)[-1]
 
 
 def _restore(cls: type, state: Any, what: str) -> Any:
@@ -155,9 +190,16 @@ class FESpaceSerializer(Serializer):
         state = _require_dict(state, self.name)
         cls = _leaf_classes().get(str(state.get("class")))
         if cls is None:
-            raise StateError(f"the state of ngsolve.FESpace has an unknown space class {state.get('class')!r}")
+            raise StateError(f"the state of ngsolve.FESpace has an unknown space class {shown(state.get('class'))}")
         mesh = state["mesh"]
-        flags = load_flags(state.get("flags", {}), mesh)
+        values = _storable(flag_values(state.get("flags", {}), mesh), mesh)
+        if cls is not comp.FESpace and any(isinstance(v, comp.Region) for v in values.values()):
+            # Flags that drop Regions (NGSolve 6.2.2501): the constructor takes them as keywords.
+            try:
+                return cls(mesh, **values)
+            except Exception as exc:
+                raise StateError(f"NGSolve could not rebuild a {cls.__name__} space: {exc}") from exc
+        flags = pyngcore.Flags(values)
         return _restore(cls, (str(state["type"]), mesh, flags), f"a {cls.__name__} space")
 
 
@@ -250,17 +292,27 @@ class PeriodicSerializer(Serializer):
     def dump(self, obj: Any) -> Any:
         state = archive_state(obj, f"the {type(obj).__name__} space")
         children = state.pop("children")
-        if len(children) != 1 or not isinstance(children[0], comp.FESpace):
+        if not children or not all(isinstance(child, comp.FESpace) for child in children):
             raise UnsupportedTypeError(f"the {type(obj).__name__} space has an archive layout ngser does not know")
-        return {"class": type(obj).__name__, "space": children[0], **state}
+        out = {"class": type(obj).__name__, "space": children[0], **state}
+        if len(children) > 1:  # NGSolve 6.2.2501 lists the wrapped space twice
+            out["children"] = list(children)
+        return out
 
     def load(self, state: Any) -> Any:
         state = _require_dict(state, self.name)
         classes = {cls.__name__: cls for cls in self.types}
         cls = classes.get(str(state.get("class")))
         if cls is None:
-            raise StateError(f"the state of ngsolve.Periodic has an unknown class {state.get('class')!r}")
-        return restore_archive(cls, state, f"a {cls.__name__} space", children=[state["space"]])
+            raise StateError(f"the state of ngsolve.Periodic has an unknown class {shown(state.get('class'))}")
+        children = state.get("children", [state["space"]])
+        if type(children) is not list or not all(isinstance(child, comp.FESpace) for child in children):
+            raise StateError("the children of an ngsolve.Periodic state must be a list of spaces")
+        space = restore_archive(cls, state, f"a {cls.__name__} space", children=children)
+        # NGSolve 6.2.2501 restores a Periodic space whose dof map is not set up (interpolating into
+        # it gives zeros, with NGSolve's own pickle too) until it is updated; newer ones are unchanged.
+        space.Update()
+        return space
 
 
 def space_serializers() -> list[Serializer]:
