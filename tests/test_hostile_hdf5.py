@@ -317,6 +317,7 @@ def test_chunk_outside_the_file(tmp_path: Path) -> None:
 
 # -- 2. sizes out of proportion to the file ------------------------------------------------------
 GIB3 = 3 << 30
+GZIP: dict[str, Any] = {"compression": "gzip", "shuffle": True, "compression_opts": 4}
 
 
 @pytest.mark.parametrize("storage", ["contiguous", "chunked"])
@@ -356,9 +357,6 @@ def test_gzip_of_zeros(tmp_path: Path) -> None:
     _probe_refuses(path, "Limits(expansion=")
     out = ngser.load(path, limits=ngser.Limits(expansion=10_000))  # control: trusted, it loads
     assert out["a"].size == nbytes and not out["a"].any()
-
-
-GZIP: dict[str, Any] = {"compression": "gzip", "shuffle": True, "compression_opts": 4}
 
 
 def test_one_byte_chunks(tmp_path: Path) -> None:
@@ -429,6 +427,17 @@ def test_two_paths_hard_linked_to_one_dataset(tmp_path: Path) -> None:
         del file["arrays/array_1"]
         file["arrays/array_1"] = file["arrays/array_0"]  # a second hard link
     _refused(path, r"/arrays/array_1 and /arrays/array_0 are one dataset")
+
+
+def test_two_datasets_sharing_their_storage(tmp_path: Path) -> None:
+    """Two dataset objects whose headers point at the same bytes of the file (a forged address)."""
+    path = _saved(tmp_path / "main.h5", {"a": _plain(), "b": _plain()})
+    with h5py.File(path, "r") as file:
+        first = file["arrays/array_0"].id.get_offset()
+        second = file["arrays/array_1"]
+        offset, header = second.id.get_offset(), h5py.h5o.get_info(second.id).addr
+    _patch_address(path, offset, first, header, header + 1024)
+    _refused(path, r"/arrays/array_0 and /arrays/array_1 share bytes .* of the file")
 
 
 def test_array_hard_linked_to_the_node_table(tmp_path: Path) -> None:
@@ -521,3 +530,31 @@ def test_real_files_still_load(tmp_path: Path, options: dict[str, Any]) -> None:
         np.testing.assert_array_equal(out["a"], obj["a"])
     with ngser.open(path) as view:
         np.testing.assert_array_equal(view.array("ngser_fixtures.Field/values"), field.values)
+
+
+def test_loads_while_h5py_holds_the_same_datasets_open(tmp_path: Path) -> None:
+    """The checks open datasets as h5py does: a dataset the caller holds open (HDF5 shares one
+    open file per process) does not clash with ngser's own open of it."""
+    path = _saved(tmp_path / "main.h5", {"a": _plain(), "b": np.arange(1000.0)})
+    with h5py.File(path, "r") as file:
+        held = [file["arrays/array_0"], file["arrays/array_1"]]
+        assert (ngser.load(path)["a"] == 7).all()
+        with ngser.open(path) as view:
+            np.testing.assert_array_equal(view.array(1), np.arange(1000.0))
+            np.testing.assert_array_equal(held[1][...], np.arange(1000.0))
+
+
+def test_the_checks_read_no_chunk(tmp_path: Path) -> None:
+    """A lazy open checks every dataset, chunk index included, but decompresses nothing: a
+    damaged chunk is found only when its array is read."""
+    data = np.arange(200_000, dtype="<i8")
+    path = _saved(tmp_path / "main.h5", {"a": data}, compression="gzip")
+    with h5py.File(path, "r") as file:
+        chunk = file["arrays/array_0"].id.get_chunk_info(2)
+    damaged = bytearray(path.read_bytes())
+    damaged[chunk.byte_offset : chunk.byte_offset + chunk.size] = bytes(chunk.size)
+    path.write_bytes(bytes(damaged))
+    with ngser.open(path) as view:
+        assert view.arrays()[0].shape == data.shape
+        with pytest.raises(ngser.FormatError, match=r"array node 0 \(/arrays/array_0\)"):
+            view.array(0)

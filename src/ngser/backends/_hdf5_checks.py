@@ -9,12 +9,16 @@ object, datasets sharing bytes of the file). :class:`Inspector` refuses all of t
 :class:`~ngser.FormatError` that names the file, the array node or dataset, and what to do.
 
 Objects are opened one link at a time: each link is looked up first (``H5Lget_info``, which
-never follows it) and must be a hard link; only then is the object opened. The access
-property lists used for opening make HDF5 itself unable to reach another file, should a link
-ever get past that check: external links lead to an empty in-memory file (the link access
-list's ``elink_fapl`` uses h5py's file-object driver on an empty ``BytesIO``, so HDF5 opens no
-file by name), relative names of external links, external storage and virtual-dataset sources
-get a prefix that exists nowhere, and virtual datasets see only their first missing block.
+never follows it) and must be a hard link; only then is the object opened. The link access
+property list used for opening makes HDF5 itself unable to reach another file, should a link
+ever get past that check: external links lead to an empty in-memory file (its ``elink_fapl``
+uses h5py's file-object driver on an empty ``BytesIO``, so HDF5 opens no file by name; the
+elink prefix, for relative names, is a directory that exists nowhere). External storage and
+virtual datasets are refused from their creation properties before any read; HDF5 opens their
+files only when data is read (a FIFO as external storage does not block the check). The
+dataset access prefixes (``efile_prefix``, ``virtual_prefix``) are left alone: a dataset
+opened with a prefix other than that of a copy already open (the user's own h5py handle on
+the same file) fails to open.
 Nothing here reads a dataset's data; the chunk walk reads the chunk index, not the chunks.
 
 >>> inspector = Inspector(file, "result.h5", limits)
@@ -64,19 +68,15 @@ _EMPTY = io.BytesIO()
 
 
 @functools.cache
-def _access_lists() -> tuple[Any, Any]:
-    """The link and dataset access property lists every object is opened with (see the module doc)."""
+def _link_access() -> Any:
+    """The link access property list groups and datasets are opened with (see the module doc)."""
     nowhere = h5p.create(h5p.FILE_ACCESS)
     nowhere.set_fileobj_driver(h5fd.fileobj_driver, _EMPTY)
     lapl = h5p.create(h5p.LINK_ACCESS)
     lapl.set_elink_fapl(nowhere)
     lapl.set_elink_prefix(NOWHERE.encode())
     lapl.set_nlinks(1)
-    dapl = h5p.create(h5p.DATASET_ACCESS)
-    dapl.set_efile_prefix(NOWHERE.encode())
-    dapl.set_virtual_prefix(NOWHERE.encode())
-    dapl.set_virtual_view(h5d.VDS_FIRST_MISSING)
-    return lapl, dapl
+    return lapl
 
 
 class Inspector:
@@ -86,68 +86,66 @@ class Inspector:
     def __init__(self, file: h5py.File, source: str, limits: Limits) -> None:
         self.fid, self.source, self.limits = file.id, source, limits
         self.size = int(self.fid.get_filesize())
-        self._groups: dict[str, Any] = {"": h5g.open(self.fid, b"/")}
+        self._root = h5g.open(self.fid, b"/")
+        self._groups: dict[str, Any] = {}  # top-level groups, kept open: "/ngser", "/arrays"
         self._objects: dict[int, str] = {}  # object header address -> the path it was opened by
-        self._places: dict[str, tuple[Any, bytes]] = {}  # dataset path -> (parent group, link name)
         self._extents: list[tuple[int, int, str]] = []  # (start, end, what) of stored bytes
         self._excess = 0  # bytes of arrays beyond the expansion ratio so far
 
     # -- links and objects --------------------------------------------------------------------
     def has_link(self, name: str) -> bool:
         """Whether the root group has a link ``name`` (``"/ngser"``), of any kind; not followed."""
-        root = self._groups[""]
-        return bool(root.links.exists(name.lstrip("/").encode()))
+        return bool(self._root.links.exists(name.lstrip("/").encode()))
 
     def group(self, path: str, where: str) -> Any:
         """The group at the absolute ``path``, every link on the way checked to be a hard link."""
         return self._walk(path, where, dataset=False)[0]
 
     def _walk(self, path: str, where: str, dataset: bool) -> tuple[Any, int]:
-        """The object at ``path`` (and its header address), opened one hard link at a time."""
+        """The object at ``path`` (and its header address), every link on the way checked to be a
+        hard link before HDF5 goes through it. Only top-level groups (``/ngser``, ``/arrays``) are
+        kept open; deeper links are looked up by relative path from them, one more component at
+        a time (opening each group on the way costs as much as opening the dataset)."""
         parts = path.split("/")[1:]
         if not path.startswith("/") or not all(p and p not in (".", "..") and "\0" not in p for p in parts):
             raise FormatError(f"{where}: {shown(path)} is not a dataset path ngser writes; the file is damaged")
-        lapl, dapl = _access_lists()
-        parent, here = self._groups[""], ""
-        for i, name in enumerate(parts):
-            here += "/" + name
-            last = i == len(parts) - 1
-            if not last or not dataset:
-                known = self._groups.get(here)
-                if known is not None:
-                    parent = known
-                    continue
-            try:
-                encoded = name.encode("utf-8")
-            except UnicodeEncodeError:
-                raise FormatError(f"{where}: {shown(path)} is not a dataset path ngser writes") from None
-            address = self._hard_link(parent, encoded, here, path, where)
-            try:
-                child = h5d.open(parent, encoded, dapl) if last and dataset else h5o.open(parent, encoded, lapl=lapl)
-            except Exception as exc:
-                what = "dataset" if last and dataset else "group"
-                raise FormatError(
-                    f"{where}: {here} cannot be opened as an HDF5 {what} ({_why(exc)}); the file is damaged"
-                ) from exc
-            if last and dataset:
-                self._places[path] = (parent, encoded)
-                return child, address
-            if not isinstance(child, h5g.GroupID):
-                raise FormatError(f"{where}: {here} is not a group; the file is damaged")
-            self._groups[here] = parent = child
-        return parent, -1
+        try:
+            names = [part.encode("utf-8") for part in parts]
+        except UnicodeEncodeError:
+            raise FormatError(f"{where}: {shown(path)} is not a dataset path ngser writes") from None
+        base, first = self._root, 0
+        if len(parts) > 1 or not dataset:
+            top = "/" + parts[0]
+            base = self._groups.get(top)
+            if base is None:
+                self._hard_link(self._root, names[0], top, path, where)
+                base = self._open(self._root, names[0], top, where, group=True)
+                self._groups[top] = base
+            if len(parts) == 1:
+                return base, -1
+            first = 1
+        address = -1
+        for i in range(first, len(parts)):  # components before i are checked hard links
+            address = self._hard_link(
+                base, b"/".join(names[first : i + 1]), "/" + "/".join(parts[: i + 1]), path, where
+            )
+        return self._open(base, b"/".join(names[first:]), path, where, group=not dataset), address
+
+    def _open(self, base: Any, name: bytes, here: str, where: str, group: bool) -> Any:
+        """The object ``name`` (relative to ``base``, through checked hard links): a group or a dataset."""
+        try:
+            found = h5o.open(base, name, lapl=_link_access())
+        except Exception as exc:
+            raise FormatError(f"{where}: {here} cannot be opened ({_why(exc)}); the file is damaged") from exc
+        if not isinstance(found, h5g.GroupID if group else h5d.DatasetID):
+            raise FormatError(f"{where}: {here} is not {'a group' if group else 'a dataset'}; the file is damaged")
+        return found
 
     def reopen(self, path: str, where: str) -> Any:
-        """The dataset at ``path``, checked by :meth:`dataset` before, opened again through the
-        hard link checked then (callers keep no dataset open between the checks and the reads:
-        thousands of open datasets make HDF5 slower at every open and close)."""
-        place = self._places.get(path)
-        if place is None:
-            raise FormatError(f"{where}: {path} was not checked before it was read")  # a bug, not damage
-        try:
-            return h5d.open(place[0], place[1])
-        except Exception as exc:
-            raise FormatError(f"{where}: {path} cannot be opened ({_why(exc)}); is the file still open?") from exc
+        """The dataset at ``path``, checked by :meth:`dataset` before, opened again the same way,
+        one checked hard link at a time (readers keep no dataset open between the checks and the
+        reads: HDF5 opens and closes everything more slowly while thousands of objects are open)."""
+        return self._walk(path, where, dataset=True)[0]
 
     def _hard_link(self, parent: Any, name: bytes, here: str, path: str, where: str) -> int:
         """The address of the object the link ``name`` of ``parent`` points to, which must be a
@@ -349,9 +347,8 @@ class Inspector:
             )
         if kind.get_class() not in (h5t.INTEGER, h5t.FLOAT, h5t.STRING):
             raise FormatError(f"{where} is not a number or a text; the file is damaged")
-        space = attr.get_space()
-        if space.get_simple_extent_npoints() != 1 or kind.get_size() > self.size:
-            raise FormatError(f"{where} holds more than one value; ngser writes one, so the file is damaged")
+        if attr.get_space().get_simple_extent_npoints() != 1 or kind.get_size() > self.size:
+            raise FormatError(f"{where} is not one value of a size the file can hold; the file is damaged")
         out = np.empty(attr.shape, attr.dtype)
         attr.read(out)
         return out.reshape(-1)[0]
@@ -382,16 +379,17 @@ def _link_value(parent: Any, name: bytes) -> str:
 
 
 def _first_source(dcpl: Any) -> str:
-    try:
-        return f"{dcpl.get_virtual_filename(0)}:{dcpl.get_virtual_dsetname(0)}"
-    except Exception:
-        return "?"
+    return _quietly(lambda: f"{dcpl.get_virtual_filename(0)}:{dcpl.get_virtual_dsetname(0)}")
 
 
 def _first_external(dcpl: Any) -> str:
+    return _quietly(lambda: bytes(dcpl.get_external(0)[0]).decode("utf-8", "replace"))
+
+
+def _quietly(describe: Any) -> str:
+    """``describe()``, or ``"?"`` if even that fails on a damaged file (it only feeds a message)."""
     try:
-        name = dcpl.get_external(0)[0]
-        return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+        return str(describe())
     except Exception:
         return "?"
 
