@@ -120,9 +120,10 @@ class Decoder:
             elif found.trusted_only and not self.trusted:
                 held = node.state.get("type") if isinstance(node.state, dict) else None
                 what = f" (it holds a pickled {shown(held)})" if isinstance(held, str) else ""
+                reason = found.trusted_reason or "building it runs code stored in the file"
                 raise UnsafeLoadError(
-                    f"{where} is a {node.name!r} node{what}: building it runs code stored in the file. Nothing was "
-                    "run. Load with trusted=True only if you trust where the file came from."
+                    f"{where} is a {node.name!r} node{what}: {reason}. Nothing was run. Load with trusted=True only "
+                    "if you trust where the file came from."
                 )
             serializer = self._by_name[key] = found
         return serializer

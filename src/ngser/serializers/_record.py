@@ -58,6 +58,8 @@ class SerializerRecord:
     #: builds a stand-in without running anything from the file (see
     #: :meth:`Serializer.load_untrusted`).
     load_untrusted: Callable[[Any], Any] | None = None
+    #: What loading a ``trusted_only`` node runs (:attr:`Serializer.trusted_reason`).
+    trusted_reason: str = ""
 
     @property
     def two_phase(self) -> bool:
@@ -141,4 +143,5 @@ def record_of(serializer: Serializer) -> SerializerRecord:
         fills_dict=fills_dict,
         pickle_build=pickle_build,
         load_untrusted=serializer.load_untrusted if _overrides(serializer, "load_untrusted", Serializer) else None,
+        trusted_reason=str(getattr(serializer, "trusted_reason", "") or ""),
     )

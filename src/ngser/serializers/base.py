@@ -59,6 +59,9 @@ class Serializer:
         its parent's name would load as the parent).
     ``trusted_only``
         Loading such nodes runs code from the file; refused unless ``trusted=True``.
+    ``trusted_reason``
+        For ``trusted_only`` serializers: what loading runs, for the refusal's message
+        (``"its bytes go to NGSolve's archive reader unchecked"``).
     ``canonical``
         Optional method mapping an object to the one that stands for it (wrapper identity).
     """
@@ -68,6 +71,7 @@ class Serializer:
     types: tuple[type, ...] = ()
     subclasses: bool = False
     trusted_only: bool = False
+    trusted_reason: str = ""
     #: Optional ``canonical(obj, cache) -> obj``: the object that stands for ``obj`` in the
     #: graph. For libraries that hand out several Python wrappers of one underlying object
     #: (NGSolve does), return the first wrapper met; ``cache`` is one dict per encoding pass.
