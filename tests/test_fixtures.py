@@ -113,9 +113,12 @@ def test_ngsolve_fixture_loads(name: str) -> None:
         pytest.skip(f"{MANIFEST[name]['format']} backend not available")
     from ngser.serializers.ngsolve import GeometryWarning
 
+    # ngser 0.1.0 stored CoefficientFunction nodes as NGSolve's archive bytes: trusted-only.
+    with pytest.raises(ngser.UnsafeLoadError, match="ngsolve.CoefficientFunction"):
+        ngser.load(FIXTURES / name, registry=REGISTRY)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        loaded = ngser.load(FIXTURES / name, registry=REGISTRY)
+        loaded = ngser.load(FIXTURES / name, registry=REGISTRY, trusted=True)
     mesh, fes, gfu, cf = loaded["mesh"], loaded["space"], loaded["u"], loaded["cf"]
     numbers = MANIFEST[name]["numbers"]
     assert gfu.space.mesh is mesh or gfu.space is fes

@@ -26,7 +26,11 @@ class GeometryWarning(UserWarning):
 
 def serializers() -> list[Serializer]:
     """Fresh instances of every NGSolve serializer, most specific first (subclass matching is ordered)."""
-    from .coefficients import CoefficientFunctionSerializer, ParameterSerializer
+    from .coefficients import (
+        CoefficientFunctionSerializer,
+        NativeCoefficientFunctionSerializer,
+        ParameterSerializer,
+    )
     from .geometry import geometry_serializers
     from .gridfunction import ComponentGridFunctionSerializer, GridFunctionSerializer
     from .mesh import MeshSerializer, NetgenMeshSerializer
@@ -40,6 +44,7 @@ def serializers() -> list[Serializer]:
         ComponentGridFunctionSerializer(),
         GridFunctionSerializer(),
         ParameterSerializer(),
+        NativeCoefficientFunctionSerializer(),
         CoefficientFunctionSerializer(),  # last: it matches every CoefficientFunction subclass
     ]
 
