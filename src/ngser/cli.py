@@ -31,7 +31,8 @@ from ._version import __version__
 from .api import read_graph, read_graph_lazily, sniff_file, write_graph
 from .backends import format_for_path
 from .errors import NgserError, shown
-from .graph import ArrayNode, Graph, Kind, ObjectNode, items, kind_of
+from .graph import ArrayNode, Graph, Kind, ObjectNode, items, iter_refs, kind_of
+from .serializers.ngsolve.text import TREE_NODE, expression_texts
 
 __all__ = ["main", "describe", "Progress"]
 
@@ -156,6 +157,7 @@ class _Structure:
         self.expanded: set[int] = set()
         self.cut = False
         self._todo: list[tuple[str | None, Any, int]] = []  # (key, value, depth); key None: a literal line
+        self.texts = expression_texts(graph.nodes)  # CoefficientFunction trees, shown as text
 
     def render(self) -> list[str]:
         self._todo.append(("root", self.graph.root, 1))
@@ -218,6 +220,9 @@ class _Structure:
             self.emit(depth, f"{head}{node.name} #{nid} (shown above)")
             return
         self.expanded.add(nid)
+        if nid in self.texts:
+            self.tree(head, node, depth)
+            return
         if not self.emit(depth, f"{head}{_name(node.name)} #{nid} v{shown(node.version)}") or depth >= self.max_depth:
             self.cut = self.cut or depth >= self.max_depth
             return
@@ -225,6 +230,21 @@ class _Structure:
             self.items([(str(k), v) for k, v in node.state.items()], depth + 1)
         else:
             self._todo.append(("state", node.state, depth + 1))
+
+    def tree(self, head: str, node: ObjectNode, depth: int) -> None:
+        """A CoefficientFunction tree as one line of text, then the other objects it uses."""
+        if not self.emit(depth, f"{head}{node.name} #{node.id} = {self.texts[node.id]}") or depth >= self.max_depth:
+            return
+        uses, todo = [], [node]
+        while todo:  # the tree's nodes are shown by the text; what they refer to is drawn below
+            for ref, _ in iter_refs(todo.pop().state):
+                child = self.nodes.get(ref.id)
+                if child is not None and child.name == TREE_NODE and ref.id not in self.expanded:
+                    self.expanded.add(ref.id)
+                    todo.append(child)
+                elif child is None or child.name != TREE_NODE:
+                    uses.append((f"uses #{ref.id}", ref))
+        self.items(list(dict.fromkeys(uses)), depth + 1)
 
 
 def _name(name: Any) -> str:
