@@ -1419,7 +1419,7 @@ def test_values_equal_compares_values_nested_max_depth_deep() -> None:
 # -- found here, in code this work does not own: kept failing until fixed there ----------------------------
 
 NGSOLVE_CRASH = """
-import sys, ngser
+import sys, warnings, ngser
 from ngser.backends import get_backend
 from ngser.graph import Graph, ObjectNode, Ref
 state = {"data": b"", "version_stored": b"", "version_needed": b""}
@@ -1427,32 +1427,28 @@ if sys.argv[1] == "ngsolve.CoefficientFunction":
     state["children"] = []
 graph = Graph(Ref(0), [ObjectNode(0, sys.argv[1], 1, state)], [], {}, {})
 try:
-    ngser.loads(get_backend("msgpack").write_bytes(graph))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = ngser.loads(get_backend("msgpack").write_bytes(graph))
 except ngser.NgserError as exc:
     print("NGSER", type(exc).__name__)
+else:  # an optional part (a geometry): a placeholder, with a warning, nothing handed to NGSolve
+    from ngser.serializers.ngsolve import GeometryWarning
+    from ngser.serializers.ngsolve.geometry import MissingGeometry
+    if isinstance(loaded, MissingGeometry) and any(issubclass(w.category, GeometryWarning) for w in caught):
+        print("MISSING", loaded.name)
 """
 
 
-_GEOMETRY_BYTES = pytest.mark.xfail(
-    strict=True,
-    reason="NGSolve serializers (src/ngser/serializers/ngsolve/geometry.py): archive bytes from the file go "
-    "unchecked to the __setstate__ of netgen geometries; a ~100-byte untrusted file with empty or made-up bytes "
-    "crashes the interpreter (SIGSEGV) or hangs in C++",
-)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "ngsolve.CoefficientFunction",
-        pytest.param("netgen.OCCGeometry", marks=_GEOMETRY_BYTES),
-        pytest.param("netgen.SplineGeometry", marks=_GEOMETRY_BYTES),
-    ],
-)
+@pytest.mark.parametrize("name", ["ngsolve.CoefficientFunction", "netgen.OCCGeometry", "netgen.SplineGeometry"])
 def test_ngsolve_archive_bytes_cannot_crash(name: str) -> None:
+    """Empty archive bytes from an untrusted file: an NgserError, or (geometries, an optional part)
+    a MissingGeometry with a GeometryWarning; never a crash. Geometries were handed to NGSolve's
+    archive reader unchecked and crashed it (SIGSEGV); they are trusted-only now."""
     pytest.importorskip("ngsolve")
     out = subprocess.run([sys.executable, "-c", NGSOLVE_CRASH, name], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.startswith("NGSER"), (out.returncode, out.stderr[-500:])
+    expected = "MISSING" if name.startswith("netgen.") else "NGSER"
+    assert out.returncode == 0 and out.stdout.startswith(expected), (out.returncode, out.stdout, out.stderr[-500:])
 
 
 def _hdf5_edited(graph: Graph, edit: Callable[[Any], None]) -> bytes:
