@@ -16,19 +16,21 @@ from ngsolve.meshes import MakeStructured2DMesh, MakeStructured3DMesh
 import ngser
 from ngser.backends import available
 from ngser.serializers.ngsolve._compat import curves_rebuilt_meshes
+from ngser.serializers.ngsolve._curvature import CURVATURE_NAME
 
 FORMATS = available()
-#: Whether this netgen curves a mesh rebuilt from arrays. 6.2.2501 does not (its segments need
-#: geometry data ngser does not store): curved meshes load straight there, with a GeometryWarning.
+#: Whether this netgen curves a mesh rebuilt from arrays from its geometry. 6.2.2501 does not (its
+#: segments need geometry data ngser does not store): curved meshes come back curved there by the
+#: curvature their file stores, as a deformation.
 RECURVES = curves_rebuilt_meshes()
 
 
-def as_loaded(mesh: ngsolve.Mesh) -> ngsolve.Mesh:
-    """What ``mesh`` comes back as under this netgen: ``mesh`` itself, or, for a curved mesh where
-    rebuilt meshes stay straight, a straight copy of it (netgen's ``Copy`` drops the curvature)."""
-    if RECURVES or mesh.GetCurveOrder() == 1:
-        return mesh
-    return ngsolve.Mesh(mesh.ngmesh.Copy())
+def curved_order(mesh: ngsolve.Mesh) -> int:
+    """How curved ``mesh`` is: netgen's curve order, or that of the curvature a file gave it."""
+    field = mesh.deformation
+    if mesh.GetCurveOrder() == 1 and field is not None and field.name == CURVATURE_NAME:
+        return int(field.space.globalorder)
+    return int(mesh.GetCurveOrder())
 
 
 def same_topology_when_copied(mesh: ngsolve.Mesh) -> bool:

@@ -8,20 +8,11 @@ import pytest
 from ngsolve import x, y, z
 
 import ngser
-from conftest import as_loaded, integrals, same_topology_when_copied
+from conftest import integrals, same_topology_when_copied
 
 
 def _vec(gf: ngsolve.GridFunction) -> np.ndarray:
     return gf.vec.FV().NumPy().copy()
-
-
-def _on(mesh: ngsolve.Mesh, gfu: ngsolve.GridFunction) -> ngsolve.GridFunction:
-    """``gfu``'s vector on an H1 space of the same order on ``mesh`` (the mesh it loads as)."""
-    if mesh is gfu.space.mesh:
-        return gfu
-    ref = ngsolve.GridFunction(ngsolve.H1(mesh, order=2))
-    ref.vec.data = gfu.vec
-    return ref
 
 
 def test_gridfunction_on_every_mesh(any_mesh, roundtrip):
@@ -34,20 +25,18 @@ def test_gridfunction_on_every_mesh(any_mesh, roundtrip):
     loaded = roundtrip(gfu)
     assert loaded.name == "u"
     np.testing.assert_array_equal(_vec(loaded), _vec(gfu))
-    # interpolating the same function on the loaded space gives the same vector (as on the
-    # straight mesh a curved one loads as where netgen cannot curve rebuilt meshes)
-    expected_mesh = as_loaded(any_mesh)
-    expected = ngsolve.GridFunction(ngsolve.H1(expected_mesh, order=2))
-    expected.Set(f)
+    # interpolating the same function on the loaded space gives the same vector: same elements,
+    # same curvature
     again = ngsolve.GridFunction(loaded.space)
     again.Set(f)
-    np.testing.assert_allclose(_vec(again), _vec(expected), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(_vec(again), _vec(gfu), rtol=1e-9, atol=1e-9)
     mesh2 = loaded.space.mesh
-    reference = _on(expected_mesh, gfu)
-    np.testing.assert_allclose(integrals(loaded, mesh2), integrals(reference, expected_mesh), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(integrals(loaded, mesh2), integrals(gfu, any_mesh), rtol=1e-10, atol=1e-12)
     pnt = (0.3, 0.2, 0.4)[: any_mesh.dim]
-    if any_mesh.Contains(*pnt):
-        assert loaded(mesh2(*pnt)) == pytest.approx(reference(expected_mesh(*pnt)), abs=1e-10)
+    # NGSolve locates points in the undeformed elements: where the curvature came back as a
+    # deformation (documented in docs/ngsolve.md), point values near curved boundaries differ
+    if any_mesh.Contains(*pnt) and mesh2.deformation is None:
+        assert loaded(mesh2(*pnt)) == pytest.approx(gfu(any_mesh(*pnt)), abs=1e-10)
 
 
 def test_complex_gridfunction(square, roundtrip):
@@ -105,15 +94,9 @@ def test_gridfunction_3d_hcurl(ball, roundtrip):
     gfu.Set(ngsolve.CF((y, z, x)))
     loaded = roundtrip(gfu)
     np.testing.assert_array_equal(_vec(loaded), _vec(gfu))
-    mesh2, expected_mesh = loaded.space.mesh, as_loaded(ball)
-    reference = gfu
-    if expected_mesh is not ball:
-        reference = ngsolve.GridFunction(ngsolve.HCurl(expected_mesh, order=2))
-        reference.vec.data = gfu.vec
+    mesh2 = loaded.space.mesh
     a = ngsolve.Integrate(ngsolve.InnerProduct(loaded, loaded), mesh2, definedon=mesh2.Materials("ball"))
-    b = ngsolve.Integrate(
-        ngsolve.InnerProduct(reference, reference), expected_mesh, definedon=expected_mesh.Materials("ball")
-    )
+    b = ngsolve.Integrate(ngsolve.InnerProduct(gfu, gfu), ball, definedon=ball.Materials("ball"))
     assert a == pytest.approx(b, rel=1e-10)
 
 

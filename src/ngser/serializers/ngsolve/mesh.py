@@ -3,7 +3,8 @@
 The netgen mesh is stored as its points, its elements per dimension (vertex numbers, element
 type and region index, in the original element order so that dof numberings come back
 identical), its region names for every codimension, face and edge descriptors, periodic
-identifications, curve order and a reference to its geometry. Rebuilding uses netgen's bulk
+identifications, curve order, the curved element map (:mod:`._curvature`, so that a curved
+mesh comes back curved without its geometry) and a reference to its geometry. Rebuilding uses netgen's bulk
 ``AddPoints`` / ``AddElements`` (one call per run of elements with equal index and node
 count), so large meshes cost no Python loop per element.
 """
@@ -31,6 +32,7 @@ from ._compat import (
     identifications,
     segments_carry_edgenr,
 )
+from ._curvature import apply_curvature, checked_curvature, dump_curvature, file_curvature
 from .geometry import MissingGeometry, is_real_geometry, warn_cannot_curve, warn_curvature_lost
 
 __all__ = ["NetgenMeshSerializer", "MeshSerializer", "dump_netgen_mesh", "load_netgen_mesh"]
@@ -44,6 +46,9 @@ _LOST_GEOMETRY: weakref.WeakSet[Any] = weakref.WeakSet()
 #: is missing, or this netgen cannot curve rebuilt meshes): the ``ngsolve.Mesh`` serializer
 #: must not curve them either.
 _LEFT_STRAIGHT: weakref.WeakSet[Any] = weakref.WeakSet()
+#: Of those, the ones whose file holds their curvature: the ``ngsolve.Mesh`` wrapping them
+#: applies it as a deformation.
+_PENDING_CURVATURE: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 def _elements(ngmesh: Any, dim: int) -> dict[str, np.ndarray]:
@@ -82,7 +87,9 @@ def dump_netgen_mesh(ngmesh: Any) -> dict[str, Any]:
         for ed in (ngmesh.EdgeDescriptors() if hasattr(ngmesh, "EdgeDescriptors") else [])
     ]
     state["identifications"], state["identification_types"] = identifications(ngmesh)
-    state["curve_order"] = curve_order(ngmesh)
+    state["curve_order"] = order = curve_order(ngmesh)
+    if order > 1:
+        state["curvature"] = dump_curvature(ngmesh, order)
     state["geometry"] = _geometry_of(ngmesh)
     return state
 
@@ -224,10 +231,19 @@ class NetgenMeshSerializer(Serializer):
     def load(self, state: Any) -> Any:
         ngmesh = load_netgen_mesh(state)
         order = int(state.get("curve_order", 1))  # checked by load_netgen_mesh
-        if order > 1 and ngmesh in _LOST_GEOMETRY:
+        stored = state.get("curvature") if order > 1 else None
+        curvature = None if stored is None else checked_curvature(stored, int(state["dim"]), order)
+        # netgen curves a mesh from its geometry: without one (none in the file, or one that could
+        # not be rebuilt) or where rebuilt meshes cannot be curved, the stored curvature does it
+        no_geometry = state.get("geometry") is None or ngmesh in _LOST_GEOMETRY
+        cannot_curve = order > 1 and (no_geometry or not curves_rebuilt_meshes())
+        if cannot_curve and curvature is not None:
+            _LEFT_STRAIGHT.add(ngmesh)
+            _PENDING_CURVATURE[ngmesh] = curvature  # the ngsolve.Mesh wrapping it curves it
+        elif cannot_curve and no_geometry:
             warn_curvature_lost(state.get("geometry"), order)
             _LEFT_STRAIGHT.add(ngmesh)
-        elif order > 1 and not curves_rebuilt_meshes():
+        elif cannot_curve:
             warn_cannot_curve(order)
             _LEFT_STRAIGHT.add(ngmesh)
         elif order > 1:
@@ -236,22 +252,34 @@ class NetgenMeshSerializer(Serializer):
 
 
 class MeshSerializer(Serializer):
-    """``ngsolve.Mesh``: a reference to its netgen mesh (shared) plus its curve order."""
+    """``ngsolve.Mesh``: a reference to its netgen mesh (shared) plus its curve order, and the
+    curvature when it came from a file onto a straight netgen mesh (see :mod:`._curvature`)."""
 
     name = "ngsolve.Mesh"
     version = 1
     types = (ngsolve.Mesh,)
 
     def dump(self, obj: Any) -> Any:
-        return {"ngmesh": obj.ngmesh, "curve_order": int(obj.GetCurveOrder())}
+        state: dict[str, Any] = {"ngmesh": obj.ngmesh, "curve_order": int(obj.GetCurveOrder())}
+        curvature = file_curvature(obj) if state["curve_order"] == 1 else None
+        if curvature is not None:
+            state["curve_order"] = curvature["order"]
+            state["curvature"] = curvature
+        return state
 
     def load(self, state: Any) -> Any:
         ngmesh = state.get("ngmesh") if isinstance(state, dict) else None
         if not isinstance(ngmesh, nm.Mesh):
             raise StateError("the state of ngsolve.Mesh does not refer to a netgen.Mesh")
-        mesh = ngsolve.Mesh(ngmesh)
         order = int_in(state.get("curve_order", 1), 1, MAX_CURVE_ORDER, "ngsolve.Mesh: curve_order")
-        if order > 1 and int(mesh.GetCurveOrder()) != order:
+        own = state.get("curvature") if order > 1 else None
+        curvature = _PENDING_CURVATURE.get(ngmesh)
+        if own is not None:
+            curvature = checked_curvature(own, int(ngmesh.dim), order)
+        mesh = ngsolve.Mesh(ngmesh)
+        if curvature is not None and int(mesh.GetCurveOrder()) == 1:
+            apply_curvature(mesh, curvature)
+        elif order > 1 and int(mesh.GetCurveOrder()) != order:
             if ngmesh in _LEFT_STRAIGHT:
                 pass  # left straight on purpose: its serializer warned why
             elif not curves_rebuilt_meshes():
