@@ -136,6 +136,30 @@ def _gridfunction(space: str = "H1", **kwargs: Any) -> Any:
     return gfu
 
 
+def _product() -> Any:
+    import ngsolve
+
+    mesh = square_mesh(0.5)
+    gfu = ngsolve.GridFunction(ngsolve.H1(mesh, order=1) * ngsolve.L2(mesh, order=0))
+    gfu.components[0].Set(ngsolve.x)
+    return gfu
+
+
+def _power() -> Any:
+    import ngsolve
+
+    gfu = ngsolve.GridFunction(ngsolve.H1(square_mesh(0.5), order=1) ** 2)
+    gfu.components[1].Set(ngsolve.y)
+    return gfu
+
+
+def _compressed() -> Any:
+    import ngsolve
+
+    fes = ngsolve.H1(square_mesh(0.5), order=2, dirichlet="left")
+    return ngsolve.GridFunction(ngsolve.Compress(fes, active_dofs=fes.FreeDofs()))
+
+
 NODE_EDITS: dict[str, tuple[Callable[[], Any], str, Callable[[dict[str, Any]], None], str]] = {
     "order 10**6": (_gridfunction, "ngsolve.FESpace", lambda s: s["flags"].__setitem__("order", 1e6), "order"),
     "order NaN": (_gridfunction, "ngsolve.FESpace", lambda s: s["flags"].__setitem__("order", float("nan")), "finite"),
@@ -154,6 +178,30 @@ NODE_EDITS: dict[str, tuple[Callable[[], Any], str, Callable[[dict[str, Any]], N
     ),
     "values as text": (_gridfunction, "ngsolve.GridFunction", lambda s: s.__setitem__("values", "x"), "values"),
     "space is a number": (_gridfunction, "ngsolve.GridFunction", lambda s: s.__setitem__("space", 3), "FESpace"),
+    # found by tests/ngsolve/test_fuzz_states.py: NGSolve takes None (or nothing) for a space or a
+    # mesh and crashes on it
+    "mesh is None": (_gridfunction, "ngsolve.FESpace", lambda s: s.__setitem__("mesh", None), "ngsolve.Mesh"),
+    "space type is None": (_gridfunction, "ngsolve.FESpace", lambda s: s.__setitem__("type", None), "space type"),
+    "product of no spaces": (_product, "ngsolve.ProductSpace", lambda s: s.__setitem__("spaces", []), "1 to"),
+    "product spaces as text": (_product, "ngsolve.ProductSpace", lambda s: s.__setitem__("spaces", ""), "1 to"),
+    "product component None": (
+        _product,
+        "ngsolve.ProductSpace",
+        lambda s: s["spaces"].__setitem__(1, None),
+        "component 1",
+    ),
+    "VectorValued of None": (
+        _power,
+        "ngsolve.VectorValued",
+        lambda s: s.__setitem__("space", None),
+        "must refer to a space",
+    ),
+    "Compress with two active dofs": (
+        _compressed,
+        "ngsolve.Compress",
+        lambda s: s.__setitem__("active_dofs", [True, False]),
+        "active_dofs",
+    ),
 }
 
 

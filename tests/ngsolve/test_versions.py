@@ -7,7 +7,6 @@ under the oldest (``make test-ngsolve-oldest``).
 
 from __future__ import annotations
 
-
 import struct
 import warnings
 from typing import Any

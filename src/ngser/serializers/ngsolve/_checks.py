@@ -10,6 +10,7 @@ the file, node and type).
 
 from __future__ import annotations
 
+import cmath
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ __all__ = [
     "NODE_COUNTS",
     "checked_flags",
     "checked_mesh_state",
+    "checked_periodic",
     "int_in",
     "require_dict",
 ]
@@ -227,3 +229,54 @@ def _check_vertices(verts: np.ndarray[Any, Any], d: int, npoints: int) -> None:
     ordered = np.sort(np.where(present, verts, -np.arange(1, width + 1)), axis=1)
     if (ordered[:, 1:] == ordered[:, :-1]).any():
         raise StateError(f"netgen.Mesh: a {d}D element uses one vertex twice")
+
+
+#: The class of a periodic space and the Python type of its phase factors.
+_PHASE_TYPES: dict[str, type | None] = {"Periodic": None, "QuasiPeriodicD": float, "QuasiPeriodicC": complex}
+
+
+def checked_periodic(state: dict[str, Any], count: int) -> tuple[list[Any] | None, list[int], bool]:
+    """``(phase, use_idnrs, autoupdate)`` of an ``ngsolve.PeriodicSpace`` state whose base space's
+    mesh has ``count`` periodic identifications, as ``ngsolve.Periodic`` takes them: identification
+    numbers from 0 to ``count - 1``, each once; a phase factor (finite floats for
+    ``QuasiPeriodicD``, complex for ``QuasiPeriodicC``) for each identification used, at most
+    ``count`` (NGSolve reads a factor for every identification number it uses, past the end of a
+    shorter list)."""
+    what = "ngsolve.PeriodicSpace"
+    damaged = "the file is damaged or was not written by ngser"
+    cls = state.get("class")
+    if type(cls) is not str or cls not in _PHASE_TYPES:
+        raise StateError(f"{what}: class must be one of {', '.join(_PHASE_TYPES)}, not {shown(cls)} ({damaged})")
+    idnrs = state.get("use_idnrs")
+    if idnrs is None:
+        idnrs = []
+    if type(idnrs) is not list or len(idnrs) > count or not all(type(i) is int for i in idnrs):
+        raise StateError(
+            f"{what}: use_idnrs must be None or a list of at most {count} identification numbers (the mesh's "
+            f"periodic identifications), not {shown(idnrs)} ({damaged})"
+        )
+    if any(not 0 <= i < count for i in idnrs) or len(set(idnrs)) != len(idnrs):
+        raise StateError(
+            f"{what}: use_idnrs {shown(idnrs)} must name distinct periodic identifications of the mesh, which has "
+            f"{count} (numbered from 0); save the space again with the mesh it was built on"
+        )
+    kind, phase = _PHASE_TYPES[cls], state.get("phase")
+    if kind is None:
+        if phase is not None:
+            raise StateError(f"{what}: a Periodic space has no phase, but the state gives {shown(phase)} ({damaged})")
+    else:
+        needed = max(idnrs) + 1 if idnrs else count
+        if type(phase) is not list or not max(needed, 1) <= len(phase) <= max(count, 1):
+            raise StateError(
+                f"{what}: the phase of a {cls} space must be a list of {max(needed, 1)} to {max(count, 1)} factors "
+                f"(one per periodic identification of the mesh), not {shown(phase)} ({damaged})"
+            )
+        if not all(type(v) is kind and cmath.isfinite(v) for v in phase):  # type: ignore[arg-type]
+            raise StateError(
+                f"{what}: the phase of a {cls} space must hold finite {kind.__name__} numbers, not {shown(phase)} "
+                f"({damaged})"
+            )
+    autoupdate = state.get("autoupdate", False)
+    if type(autoupdate) is not bool:
+        raise StateError(f"{what}: autoupdate must be True or False, not {shown(autoupdate)} ({damaged})")
+    return phase, idnrs, autoupdate

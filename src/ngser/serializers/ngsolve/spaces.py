@@ -3,22 +3,25 @@
 Leaf spaces (H1, L2, HCurl, ...) are rebuilt as NGSolve's own unpickling does, from their type
 string, mesh and flags. Wrapper spaces are rebuilt from their parts, which are graph references:
 products ``V*Q`` from their component spaces, ``V**n`` from ``V`` and ``n``, ``Discontinuous``
-and ``Compress`` from the wrapped space. The mesh is rebuilt with the same element order, so the
-dof numbering after loading is identical.
+and ``Compress`` from the wrapped space, ``Periodic`` (and quasi-periodic) spaces from the wrapped
+space, phase and identification numbers (read from NGSolve's archive of the live space when saving).
+The mesh is rebuilt with the same element order, so the dof numbering after loading is identical.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import ngsolve
 import ngsolve.comp as comp
 import numpy as np
 import pyngcore
 
 from ...errors import StateError, UnsupportedTypeError, shown
 from ..base import Serializer
-from ._checks import MAX_COMPONENTS, checked_flags, int_in
+from ._archive_read import periodic_fields
+from ._checks import MAX_COMPONENTS, checked_periodic, int_in, require_dict
+from ._compat import identifications
+from ._flags import dump_flags, flag_values, load_flags, storable
 from .native import archive_state, restore_archive
 
 __all__ = ["space_serializers", "LEAF_SPACES"]
@@ -49,105 +52,9 @@ LEAF_SPACES = (
     "NodalFESpace",
 )
 
-#: Flags holding lists of 1-based region numbers, and the kind of region they number.
-_REGION_FLAGS = {
-    "definedon": "VOL",
-    "definedonbound": "BND",
-    "dirichlet": "BND",
-    "dirichlet_bbnd": "BBND",
-    "dirichlet_bbbnd": "BBBND",
-}
-_VB = {"VOL": ngsolve.VOL, "BND": ngsolve.BND, "BBND": ngsolve.BBND, "BBBND": ngsolve.BBBND}
-_CODIM = {"VOL": 0, "BND": 1, "BBND": 2, "BBBND": 3}
-
 
 def _leaf_classes() -> dict[str, type]:
     return {name: getattr(comp, name) for name in LEAF_SPACES if hasattr(comp, name)}
-
-
-# -- flags ---------------------------------------------------------------------------------
-def dump_flags(flags: Any, mesh: Any) -> dict[str, Any]:
-    """A space's ``Flags`` as a plain dict; regions become ``{"region", "numbers", "names"}``."""
-    out: dict[str, Any] = {}
-    for key, value in flags.ToDict().items():
-        if isinstance(value, comp.Region):
-            vb = _vb_name(value)
-            numbers = (np.flatnonzero(np.asarray(value.Mask(), dtype=bool)) + 1).tolist()
-            out[key] = _region(mesh, vb, numbers)
-        elif key in _REGION_FLAGS and isinstance(value, list) and all(isinstance(v, float) for v in value):
-            out[key] = _region(mesh, _REGION_FLAGS[key], [int(v) for v in value])
-        elif isinstance(value, (bool, float, str)) or (
-            isinstance(value, list) and all(isinstance(v, (float, str)) for v in value)
-        ):
-            out[key] = value
-        else:
-            raise UnsupportedTypeError(
-                f"the space flag {key!r} holds a {type(value).__name__}, which ngser cannot store"
-            )
-    return out
-
-
-def _region(mesh: Any, vb: str, numbers: list[int]) -> dict[str, Any]:
-    names = list(mesh.ngmesh.GetRegionNames(codim=_CODIM[vb])) if mesh is not None else []
-    return {"region": vb, "numbers": numbers, "names": [names[n - 1] if 0 < n <= len(names) else "" for n in numbers]}
-
-
-def load_flags(state: dict[str, Any], mesh: Any) -> Any:
-    """``pyngcore.Flags`` from :func:`dump_flags`'s dict; regions are rebuilt on ``mesh`` by number."""
-    return pyngcore.Flags(_storable(flag_values(state, mesh), mesh))
-
-
-def flag_values(state: dict[str, Any], mesh: Any) -> dict[str, Any]:
-    """The flag values of :func:`dump_flags`'s dict, region dicts rebuilt as ``Region`` objects on ``mesh``."""
-    plain: dict[str, Any] = {}
-    for key, value in checked_flags(state, "a space").items():
-        if isinstance(value, dict) and "region" in value:
-            vb = str(value["region"])
-            if vb not in _VB or mesh is None:
-                raise StateError(f"the space flag {shown(key)} names an unknown region kind {shown(vb)}")
-            nregions = len(mesh.ngmesh.GetRegionNames(codim=_CODIM[vb]))
-            mask = np.zeros(nregions, dtype=bool)
-            numbers = value["numbers"]
-            if type(numbers) is not list or not all(type(n) is int for n in numbers):
-                raise StateError(f"the space flag {shown(key)}: region numbers must be a list of integers")
-            numbers = np.asarray(numbers, dtype=np.int64)
-            if numbers.size and (numbers.min() < 1 or numbers.max() > nregions):
-                raise StateError(f"the space flag {shown(key)} names region numbers outside the mesh")
-            mask[numbers - 1] = True
-            plain[key] = comp.Region(mesh, _VB[vb], pyngcore.BitArray(mask.tolist()))
-        else:
-            plain[key] = value
-    return plain
-
-
-def flags_hold_regions(mesh: Any) -> bool:
-    """Whether this NGSolve's ``Flags`` keep a ``Region`` value given from Python (6.2.2501's drop it
-    silently; its space constructors take Regions as keyword arguments). Tried once, on ``mesh``."""
-    if _FLAGS_HOLD_REGIONS:
-        return _FLAGS_HOLD_REGIONS[0]
-    region = comp.Region(mesh, ngsolve.VOL, pyngcore.BitArray([True]))
-    _FLAGS_HOLD_REGIONS.append("probe" in pyngcore.Flags({"probe": region}).ToDict())
-    return _FLAGS_HOLD_REGIONS[0]
-
-
-_FLAGS_HOLD_REGIONS: list[bool] = []
-
-
-def _storable(values: dict[str, Any], mesh: Any) -> dict[str, Any]:
-    """``values`` as ``Flags`` keep them: where ``Flags`` drop Regions, a Region of the kind a region
-    flag numbers (``dirichlet``: boundaries, ...) becomes that flag's list of 1-based numbers, as
-    NGSolve itself stores it. Other Regions stay (and such ``Flags`` drop them)."""
-    if mesh is None or not any(isinstance(v, comp.Region) for v in values.values()) or flags_hold_regions(mesh):
-        return values
-    out = dict(values)
-    for key, value in values.items():
-        if isinstance(value, comp.Region) and key in _REGION_FLAGS and _vb_name(value) == _REGION_FLAGS[key]:
-            out[key] = [float(n) for n in np.flatnonzero(np.asarray(value.Mask(), dtype=bool)) + 1]
-    return out
-
-
-def _vb_name(region: Any) -> str:
-    return str(region.VB()).rsplit(".", 1)[-1]
 
 
 def _restore(cls: type, state: Any, what: str) -> Any:
@@ -163,6 +70,33 @@ def _require_dict(state: Any, name: str) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise StateError(f"the state of {name} is not a dict")
     return state
+
+
+# NGSolve's constructors take None for a space or mesh (a null pointer) and crash on it: every
+# reference is checked to be of the right class first.
+def _space_at(state: dict[str, Any], key: str, name: str) -> Any:
+    space = state.get(key)
+    if not isinstance(space, comp.FESpace):
+        raise StateError(f"{name}: {key!r} must refer to a space, not {type(space).__name__}")
+    return space
+
+
+def _mesh_at(state: dict[str, Any], name: str) -> Any:
+    mesh = state.get("mesh")
+    if not isinstance(mesh, comp.Mesh):
+        raise StateError(f"{name}: 'mesh' must refer to an ngsolve.Mesh, not {type(mesh).__name__}")
+    return mesh
+
+
+def _spaces_at(state: dict[str, Any], name: str) -> list[Any]:
+    spaces = state.get("spaces")
+    if type(spaces) is not list or not 1 <= len(spaces) <= MAX_COMPONENTS:
+        raise StateError(f"{name}: 'spaces' must be a list of 1 to {MAX_COMPONENTS} spaces")
+    for i in range(len(spaces)):
+        _space_at({"spaces": spaces[i]}, "spaces", f"{name} component {i}")
+    if any(space.mesh != spaces[0].mesh for space in spaces[1:]):
+        raise StateError(f"{name}: the component spaces are on different meshes")
+    return spaces
 
 
 # -- serializers -----------------------------------------------------------------------------
@@ -191,8 +125,10 @@ class FESpaceSerializer(Serializer):
         cls = _leaf_classes().get(str(state.get("class")))
         if cls is None:
             raise StateError(f"the state of ngsolve.FESpace has an unknown space class {shown(state.get('class'))}")
-        mesh = state["mesh"]
-        values = _storable(flag_values(state.get("flags", {}), mesh), mesh)
+        mesh = _mesh_at(state, self.name)
+        if type(state.get("type")) is not str:
+            raise StateError(f"the state of ngsolve.FESpace has a space type {shown(state.get('type'))}, not a name")
+        values = storable(flag_values(state.get("flags", {}), mesh), mesh)
         if cls is not comp.FESpace and any(isinstance(v, comp.Region) for v in values.values()):
             # Flags that drop Regions (NGSolve 6.2.2501): the constructor takes them as keywords.
             try:
@@ -217,8 +153,8 @@ class ProductSpaceSerializer(Serializer):
 
     def load(self, state: Any) -> Any:
         state = _require_dict(state, self.name)
-        spaces = list(state["spaces"])
-        flags = load_flags(state.get("flags", {}), spaces[0].mesh if spaces else None)
+        spaces = _spaces_at(state, self.name)
+        flags = load_flags(state.get("flags", {}), spaces[0].mesh)
         return _restore(comp.ProductSpace, (spaces, flags, {}), "a product space")
 
 
@@ -235,7 +171,7 @@ class VectorValuedSerializer(Serializer):
 
     def load(self, state: Any) -> Any:
         state = _require_dict(state, self.name)
-        space = state["space"]
+        space = _space_at(state, "space", self.name)
         flags = load_flags(state.get("flags", {}), space.mesh)
         dim = int_in(state.get("dim"), 1, MAX_COMPONENTS, "ngsolve.VectorValued: dim")
         return _restore(comp.VectorValued, (space, dim, flags, {}), "a VectorValued space")
@@ -254,7 +190,7 @@ class DiscontinuousSerializer(Serializer):
 
     def load(self, state: Any) -> Any:
         state = _require_dict(state, self.name)
-        space = state["space"]
+        space = _space_at(state, "space", self.name)
         return _restore(
             comp.Discontinuous, (space, load_flags(state.get("flags", {}), space.mesh)), "a Discontinuous space"
         )
@@ -273,35 +209,124 @@ class CompressSerializer(Serializer):
 
     def load(self, state: Any) -> Any:
         state = _require_dict(state, self.name)
+        space = _space_at(state, "space", self.name)
         active = state.get("active_dofs")
-        bits = None if active is None else pyngcore.BitArray(np.asarray(active, dtype=bool).tolist())
-        return _restore(comp.Compress, (state["space"], bits), "a Compress space")
+        if active is not None and not (
+            isinstance(active, np.ndarray) and active.dtype == np.bool_ and active.shape == (space.ndof,)
+        ):
+            raise StateError(f"{self.name}: active_dofs must be None or a bool array of the space's {space.ndof} dofs")
+        bits = None if active is None else pyngcore.BitArray(active.tolist())
+        return _restore(comp.Compress, (space, bits), "a Compress space")
+
+
+_PERIODIC_TYPES = tuple(getattr(comp, n) for n in ("Periodic", "QuasiPeriodicD", "QuasiPeriodicC") if hasattr(comp, n))
+
+
+def periodic_count(mesh: Any) -> int:
+    """How many periodic identifications ``mesh`` has: NGSolve numbers them 0, 1, ... in the
+    order of the mesh's identification numbers, skipping those of other types."""
+    kinds = identifications(mesh.ngmesh)[1]
+    return sum(1 for kind in kinds if kind == "PERIODIC")
+
+
+class NativePeriodicSpace:
+    """Stands, while saving, for a periodic space stored as NGSolve's bytes (:class:`PeriodicSerializer`)."""
+
+    __slots__ = ("space",)
+
+    def __init__(self, space: Any) -> None:
+        self.space = space
+
+
+def periodic_state(obj: Any) -> dict[str, Any] | None:
+    """``{"class", "space", "phase", "use_idnrs", "autoupdate"}`` of a periodic space, read from
+    its archive bytes (NGSolve's Python API gives neither the phase nor the identification
+    numbers), or None when they have no layout ngser knows or hold values it would not load."""
+    state = archive_state(obj, f"the {type(obj).__name__} space")
+    fields = periodic_fields(state["data"])
+    children = state["children"]
+    if fields is None or not children or not isinstance(children[0], comp.FESpace):
+        return None
+    space, phase, count = children[0], fields.phase, periodic_count(children[0].mesh)
+    # factors past the mesh's identifications are never used
+    phase = None if phase is None else phase[: max(count, 1)]
+    out = {"class": fields.cls, "space": space, "phase": phase, "use_idnrs": fields.use_idnrs or None}
+    out["autoupdate"] = bool(obj.autoupdate)
+    try:
+        checked_periodic(out, count)
+    except StateError:  # e.g. identification numbers the mesh does not have
+        return None
+    return out
+
+
+class PeriodicSpaceSerializer(Serializer):
+    """``ngsolve.PeriodicSpace``: ``{"class", "space", "phase", "use_idnrs", "autoupdate"}``.
+
+    ``class`` is ``"Periodic"``, ``"QuasiPeriodicD"`` or ``"QuasiPeriodicC"``; ``space`` the base
+    space (a reference); ``phase`` None or the factors per periodic identification (floats or
+    complex); ``use_idnrs`` None (all) or NGSolve's 0-based numbers of the periodic identifications
+    used. Rebuilt with ``ngsolve.Periodic(space, phase=..., use_idnrs=..., autoupdate=...)``. A space
+    whose archive has no layout ngser knows is stored by :class:`PeriodicSerializer` instead.
+    """
+
+    name = "ngsolve.PeriodicSpace"
+    version = 1
+    types = _PERIODIC_TYPES
+
+    def canonical(self, obj: Any, cache: dict[Any, Any]) -> Any:
+        """Encoder hook: a space with no structured form is saved as its archive bytes."""
+        return obj if periodic_state(obj) is not None else NativePeriodicSpace(obj)
+
+    def dump(self, obj: Any) -> Any:
+        state = periodic_state(obj)
+        if state is None:  # canonical() sent it to PeriodicSerializer; reached only when called directly
+            raise UnsupportedTypeError(f"the {type(obj).__name__} space has no structured form")
+        return state
+
+    def load(self, state: Any) -> Any:
+        state = require_dict(state, self.name)
+        space = state.get("space")
+        if not isinstance(space, comp.FESpace):
+            raise StateError(
+                f"the base space of an ngsolve.PeriodicSpace is {shown(space)}, not a space: the file is damaged or "
+                "was not written by ngser"
+            )
+        phase, idnrs, autoupdate = checked_periodic(state, periodic_count(space.mesh))
+        try:
+            return comp.Periodic(space, phase=phase, use_idnrs=idnrs, autoupdate=autoupdate)
+        except Exception as exc:  # NGSolve's own refusal (an NgException)
+            raise StateError(f"NGSolve could not rebuild a {state['class']} space: {exc}") from exc
 
 
 class PeriodicSerializer(Serializer):
-    """``ngsolve.Periodic``: ``{"class", "space", "data", "version_stored", "version_needed"}``.
-
-    The wrapped space is a reference; the phase and used identification numbers are not
-    exposed by NGSolve's Python API and stay in NGSolve's archive bytes (version-bound).
-    """
+    """``ngsolve.Periodic``: ``{"class", "space", "data", "version_stored", "version_needed"}``,
+    trusted-only: the layout of earlier ngser versions, still written for a periodic space whose
+    archive ngser cannot read. The phase and identification numbers stay in NGSolve's archive
+    bytes (version-bound, and NGSolve's reader trusts them)."""
 
     name = "ngsolve.Periodic"
     version = 1
-    types = tuple(getattr(comp, n) for n in ("Periodic", "QuasiPeriodicD", "QuasiPeriodicC") if hasattr(comp, n))
+    types = (NativePeriodicSpace,)
+    trusted_only = True
+    trusted_reason = (
+        "it holds NGSolve's own archive bytes of a Periodic space, which NGSolve's archive reader trusts (crafted "
+        "bytes can crash the process)"
+    )
 
     def dump(self, obj: Any) -> Any:
-        state = archive_state(obj, f"the {type(obj).__name__} space")
+        space = obj.space
+        state = archive_state(space, f"the {type(space).__name__} space")
         children = state.pop("children")
         if not children or not all(isinstance(child, comp.FESpace) for child in children):
-            raise UnsupportedTypeError(f"the {type(obj).__name__} space has an archive layout ngser does not know")
-        out = {"class": type(obj).__name__, "space": children[0], **state}
+            raise UnsupportedTypeError(f"the {type(space).__name__} space has an archive layout ngser does not know")
+        out = {"class": type(space).__name__, "space": children[0], **state}
         if len(children) > 1:  # NGSolve 6.2.2501 lists the wrapped space twice
             out["children"] = list(children)
         return out
 
     def load(self, state: Any) -> Any:
         state = _require_dict(state, self.name)
-        classes = {cls.__name__: cls for cls in self.types}
+        classes = {cls.__name__: cls for cls in _PERIODIC_TYPES}
         cls = classes.get(str(state.get("class")))
         if cls is None:
             raise StateError(f"the state of ngsolve.Periodic has an unknown class {shown(state.get('class'))}")
@@ -322,6 +347,7 @@ def space_serializers() -> list[Serializer]:
         VectorValuedSerializer(),
         DiscontinuousSerializer(),
         CompressSerializer(),
+        PeriodicSpaceSerializer(),
         PeriodicSerializer(),
         FESpaceSerializer(),
     ]

@@ -1,0 +1,116 @@
+"""Space flags as graph values: plain values as they are, regions as numbers (and names).
+
+``Flags`` of a space hold floats, bools, strings and lists of them, and regions: either as
+``Region`` objects or (``dirichlet``, ``definedon``, ...) as lists of 1-based region numbers.
+Both are stored as ``{"region": "VOL"|"BND"|"BBND"|"BBBND", "numbers": [...], "names": [...]}``
+and rebuilt by number on the loaded mesh, after the numbers are checked against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ngsolve
+import ngsolve.comp as comp
+import numpy as np
+import pyngcore
+
+from ...errors import StateError, UnsupportedTypeError, shown
+from ._checks import checked_flags
+
+__all__ = ["dump_flags", "flag_values", "load_flags", "storable"]
+
+#: Flags holding lists of 1-based region numbers, and the kind of region they number.
+_REGION_FLAGS = {
+    "definedon": "VOL",
+    "definedonbound": "BND",
+    "dirichlet": "BND",
+    "dirichlet_bbnd": "BBND",
+    "dirichlet_bbbnd": "BBBND",
+}
+_VB = {"VOL": ngsolve.VOL, "BND": ngsolve.BND, "BBND": ngsolve.BBND, "BBBND": ngsolve.BBBND}
+_CODIM = {"VOL": 0, "BND": 1, "BBND": 2, "BBBND": 3}
+
+
+def dump_flags(flags: Any, mesh: Any) -> dict[str, Any]:
+    """A space's ``Flags`` as a plain dict; regions become ``{"region", "numbers", "names"}``."""
+    out: dict[str, Any] = {}
+    for key, value in flags.ToDict().items():
+        if isinstance(value, comp.Region):
+            vb = _vb_name(value)
+            numbers = (np.flatnonzero(np.asarray(value.Mask(), dtype=bool)) + 1).tolist()
+            out[key] = _region(mesh, vb, numbers)
+        elif key in _REGION_FLAGS and isinstance(value, list) and all(isinstance(v, float) for v in value):
+            out[key] = _region(mesh, _REGION_FLAGS[key], [int(v) for v in value])
+        elif isinstance(value, (bool, float, str)) or (
+            isinstance(value, list) and all(isinstance(v, (float, str)) for v in value)
+        ):
+            out[key] = value
+        else:
+            raise UnsupportedTypeError(
+                f"the space flag {key!r} holds a {type(value).__name__}, which ngser cannot store"
+            )
+    return out
+
+
+def _region(mesh: Any, vb: str, numbers: list[int]) -> dict[str, Any]:
+    names = list(mesh.ngmesh.GetRegionNames(codim=_CODIM[vb])) if mesh is not None else []
+    return {"region": vb, "numbers": numbers, "names": [names[n - 1] if 0 < n <= len(names) else "" for n in numbers]}
+
+
+def load_flags(state: dict[str, Any], mesh: Any) -> Any:
+    """``pyngcore.Flags`` from :func:`dump_flags`'s dict; regions are rebuilt on ``mesh`` by number."""
+    return pyngcore.Flags(storable(flag_values(state, mesh), mesh))
+
+
+def flag_values(state: dict[str, Any], mesh: Any) -> dict[str, Any]:
+    """The flag values of :func:`dump_flags`'s dict, region dicts rebuilt as ``Region`` objects on ``mesh``."""
+    plain: dict[str, Any] = {}
+    for key, value in checked_flags(state, "a space").items():
+        if isinstance(value, dict) and "region" in value:
+            vb = str(value["region"])
+            if vb not in _VB or mesh is None:
+                raise StateError(f"the space flag {shown(key)} names an unknown region kind {shown(vb)}")
+            nregions = len(mesh.ngmesh.GetRegionNames(codim=_CODIM[vb]))
+            mask = np.zeros(nregions, dtype=bool)
+            numbers = value["numbers"]
+            if type(numbers) is not list or not all(type(n) is int for n in numbers):
+                raise StateError(f"the space flag {shown(key)}: region numbers must be a list of integers")
+            numbers = np.asarray(numbers, dtype=np.int64)
+            if numbers.size and (numbers.min() < 1 or numbers.max() > nregions):
+                raise StateError(f"the space flag {shown(key)} names region numbers outside the mesh")
+            mask[numbers - 1] = True
+            plain[key] = comp.Region(mesh, _VB[vb], pyngcore.BitArray(mask.tolist()))
+        else:
+            plain[key] = value
+    return plain
+
+
+def flags_hold_regions(mesh: Any) -> bool:
+    """Whether this NGSolve's ``Flags`` keep a ``Region`` value given from Python (6.2.2501's drop it
+    silently; its space constructors take Regions as keyword arguments). Tried once, on ``mesh``."""
+    if _FLAGS_HOLD_REGIONS:
+        return _FLAGS_HOLD_REGIONS[0]
+    region = comp.Region(mesh, ngsolve.VOL, pyngcore.BitArray([True]))
+    _FLAGS_HOLD_REGIONS.append("probe" in pyngcore.Flags({"probe": region}).ToDict())
+    return _FLAGS_HOLD_REGIONS[0]
+
+
+_FLAGS_HOLD_REGIONS: list[bool] = []
+
+
+def storable(values: dict[str, Any], mesh: Any) -> dict[str, Any]:
+    """``values`` as ``Flags`` keep them: where ``Flags`` drop Regions, a Region of the kind a region
+    flag numbers (``dirichlet``: boundaries, ...) becomes that flag's list of 1-based numbers, as
+    NGSolve itself stores it. Other Regions stay (and such ``Flags`` drop them)."""
+    if mesh is None or not any(isinstance(v, comp.Region) for v in values.values()) or flags_hold_regions(mesh):
+        return values
+    out = dict(values)
+    for key, value in values.items():
+        if isinstance(value, comp.Region) and key in _REGION_FLAGS and _vb_name(value) == _REGION_FLAGS[key]:
+            out[key] = [float(n) for n in np.flatnonzero(np.asarray(value.Mask(), dtype=bool)) + 1]
+    return out
+
+
+def _vb_name(region: Any) -> str:
+    return str(region.VB()).rsplit(".", 1)[-1]
