@@ -208,6 +208,17 @@ def _subshape_properties(shape: Any) -> dict[str, list[Any]]:
     return found
 
 
+def _embedded_brep(data: bytes) -> bytes | None:
+    """The BREP text netgen 6.2.2501 embeds in an OCC geometry's archive (length-prefixed, without
+    triangulations, which its ``WriteBrep`` cannot leave out: a sphere's are 50 KB), or None."""
+    start = data.find(b"\nCASCADE Topology V")
+    if start < 4:
+        return None
+    size = int.from_bytes(data[start - 4 : start], "little")
+    text = data[start : start + size]
+    return text if len(text) == size and b"\nTShapes " in text else None
+
+
 def _brep_state(geo: Any, data: bytes) -> dict[str, Any]:
     """``{"brep", "dim", "properties"}`` of an OCC geometry, or ``{}`` when netgen cannot write them."""
     dim = _archive_dim(data)
@@ -218,8 +229,13 @@ def _brep_state(geo: Any, data: bytes) -> dict[str, Any]:
             path = os.path.join(tmp, "shape.brep")
             try:
                 geo.shape.WriteBrep(path, withTriangles=False)
-            except TypeError:  # 6.2.2501 has no withTriangles
-                geo.shape.WriteBrep(path)
+            except TypeError:  # 6.2.2501 has no withTriangles: its archive holds BREP text without them
+                embedded = _embedded_brep(data)
+                if embedded is None:
+                    geo.shape.WriteBrep(path)
+                else:
+                    with open(path, "wb") as file:
+                        file.write(embedded)
             with open(path, encoding="latin-1") as file:
                 text = file.read()
         properties = _subshape_properties(geo.shape)
