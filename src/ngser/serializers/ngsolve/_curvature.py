@@ -33,7 +33,14 @@ from ...errors import StateError
 from . import GeometryWarning
 from ._checks import MAX_CURVE_ORDER, int_in, require_dict
 
-__all__ = ["CURVATURE_NAME", "apply_curvature", "checked_curvature", "dump_curvature", "file_curvature"]
+__all__ = [
+    "CURVATURE_NAME",
+    "apply_curvature",
+    "checked_curvature",
+    "dump_curvature",
+    "file_curvature",
+    "matches_measures",
+]
 
 #: Coefficients smaller than this (relative to the mesh size) are the rounding noise of ``Set``
 #: on straight edges and faces; they are stored as exact zeros, which compress.
@@ -121,11 +128,22 @@ def apply_curvature(mesh: Any, curvature: dict[str, Any]) -> bool:
         values[nv:] = displacement[:, k]
     mesh.SetDeformation(field)
     stored, got = curvature["measures"], _measures(mesh)
-    if any(abs(a - b) > _MEASURE_TOLERANCE * max(abs(a), 1e-300) for a, b in zip(stored, got)):
+    if not _close(stored, got):
         mesh.UnsetDeformation()
         _warn(f"its curvature gives the measures {got}, not the stored {stored} (another numbering of the dofs?)")
         return False
     return True
+
+
+def matches_measures(ngmesh: Any, curvature: dict[str, Any]) -> bool:
+    """Whether the netgen mesh, as curved now, has the stored measures. netgen curves a rebuilt
+    mesh from its geometry by the geometry numbers its elements carry; a mesh written by another
+    netgen (6.2.2501 numbers 2D edges without edge descriptors) may be curved wrongly."""
+    return _close(curvature["measures"], _measures(ngsolve.Mesh(ngmesh)))
+
+
+def _close(stored: list[float], got: list[float]) -> bool:
+    return all(abs(a - b) <= _MEASURE_TOLERANCE * max(abs(a), 1e-300) for a, b in zip(stored, got))
 
 
 def file_curvature(mesh: Any) -> dict[str, Any] | None:

@@ -32,7 +32,7 @@ from ._compat import (
     identifications,
     segments_carry_edgenr,
 )
-from ._curvature import apply_curvature, checked_curvature, dump_curvature, file_curvature
+from ._curvature import apply_curvature, checked_curvature, dump_curvature, file_curvature, matches_measures
 from .geometry import MissingGeometry, is_real_geometry, warn_cannot_curve, warn_curvature_lost
 
 __all__ = ["NetgenMeshSerializer", "MeshSerializer", "dump_netgen_mesh", "load_netgen_mesh"]
@@ -248,6 +248,10 @@ class NetgenMeshSerializer(Serializer):
             _LEFT_STRAIGHT.add(ngmesh)
         elif order > 1:
             ngmesh.Curve(order)
+            if curvature is not None and not matches_measures(ngmesh, curvature):
+                ngmesh.Curve(1)  # curved wrongly from the geometry: straight again, and the stored curvature
+                _LEFT_STRAIGHT.add(ngmesh)
+                _PENDING_CURVATURE[ngmesh] = curvature
         return ngmesh
 
 
