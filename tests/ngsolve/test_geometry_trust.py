@@ -163,6 +163,21 @@ def test_occ_geometries_store_their_brep_form() -> None:
     assert state2d["dim"] == 2
 
 
+def test_the_brep_form_of_a_meshed_geometry_leaves_out_its_triangulation() -> None:
+    """Meshing triangulates the shape; the stored BREP text holds the geometry only (6.2.2501's
+    WriteBrep cannot leave the triangulation out: a sphere's was 57 KB)."""
+    from netgen.occ import Pnt, Sphere
+
+    geometry = OCCGeometry(Sphere(Pnt(0, 0, 0), 1))
+    geometry.GenerateMesh(maxh=0.3)
+    (state,) = [n.state for n in _graph(geometry).nodes if n.name == "netgen.OCCGeometry"]
+    assert "CASCADE Topology" in state["brep"] and len(state["brep"]) < 3000, len(state["brep"])
+    assert "\nTriangulations" not in state["brep"] or "\nTriangulations 0" in state["brep"]
+    path = Path(tempfile.mkdtemp()) / "sphere.brep"
+    path.write_text(state["brep"], encoding="latin-1")
+    assert len(OCCGeometry(str(path), dim=3).GenerateMesh(maxh=0.5).Points()) > 20
+
+
 def test_the_brep_form_stands_in_when_ngsolve_refuses_the_bytes() -> None:
     """Bytes needing a newer netgen: NGSolve refuses them cleanly, the BREP form rebuilds the
     geometry with its names, mesh sizes and dimension, and without a warning."""
