@@ -278,3 +278,10 @@ def test_a_file_of_another_netgen_with_damaged_bytes_loads_from_brep(tmp_path: P
     assert out.returncode == 0, (out.returncode, out.stderr[-1000:])
     assert out.stdout.split()[:2] == ["OCCGeometry", str(mesh.ne)], out.stdout
     assert "['left']" in out.stdout and out.stdout.split()[-1] == str(geometry.GenerateMesh(maxh=0.5).ne)
+
+
+def test_the_warning_points_at_the_line_that_loaded_the_file() -> None:
+    data = ngser.dumps(square_mesh(0.5))
+    with pytest.warns(GeometryWarning) as caught:
+        ngser.loads(data)
+    assert [Path(w.filename).name for w in caught] == [Path(__file__).name]

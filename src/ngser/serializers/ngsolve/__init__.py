@@ -7,21 +7,37 @@ loaded. Importing this package imports NGSolve. See ``docs/ngsolve.md`` for the 
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..base import Serializer
     from ..registry import Registry
 
-__all__ = ["GeometryWarning", "register_all", "serializers"]
+__all__ = ["GeometryWarning", "register_all", "serializers", "warn_geometry"]
 
 
 class GeometryWarning(UserWarning):
-    """A file's geometry could not be rebuilt (it was written by another NGSolve version, or its
-    bytes are damaged): the rest of the file loaded, the meshes of that geometry have none, and
-    curved meshes among them are straight. Defined here so that it can be filtered without
-    importing NGSolve: ``warnings.simplefilter("error", GeometryWarning)`` turns it into an error.
+    """A file's geometry was not loaded (the file is not trusted, it was written by another NGSolve
+    version, or its bytes are damaged): the rest of the file loaded and the meshes of that geometry
+    have none (curved ones are curved by the curvature their file stores). Defined here so that it
+    can be filtered without importing NGSolve: ``warnings.simplefilter("error", GeometryWarning)``
+    turns it into an error.
     """
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def warn_geometry(message: str) -> None:
+    """Warn with a :class:`GeometryWarning` attributed to the caller's line that called into ngser
+    (``ngser.load(...)``), not to the decoder frame that happened to build the node."""
+    level, frame = 2, sys._getframe(1)  # 1 would be this function
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE + os.sep):
+        level, frame = level + 1, frame.f_back  # type: ignore[assignment]
+    warnings.warn(message, GeometryWarning, stacklevel=level)
 
 
 def serializers() -> list[Serializer]:

@@ -23,14 +23,13 @@ where ``ndof`` is the scalar ``H1(order=p)`` dof count of the mesh and ``nv`` it
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import ngsolve
 import numpy as np
 
 from ...errors import StateError
-from . import GeometryWarning
+from . import warn_geometry
 from ._checks import MAX_CURVE_ORDER, int_in, require_dict
 
 __all__ = [
@@ -158,9 +157,7 @@ def file_curvature(mesh: Any) -> dict[str, Any] | None:
 
 
 def _warn(why: str) -> None:
-    warnings.warn(
+    warn_geometry(
         f"a curved netgen.Mesh was loaded straight: {why}. Integrals over curved boundaries and volumes differ "
-        "from the saved mesh's; load the file with its geometry (trusted=True) to curve it from the geometry",
-        GeometryWarning,
-        stacklevel=3,
+        "from the saved mesh's; load the file with its geometry (trusted=True) to curve it from the geometry"
     )

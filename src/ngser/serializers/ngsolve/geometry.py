@@ -42,12 +42,11 @@ import importlib
 import os
 import re
 import tempfile
-import warnings
 from typing import Any
 
 from ...errors import StateError, shown
 from ..base import Serializer
-from . import GeometryWarning
+from . import warn_geometry
 from ._compat import netgen_version
 from .native import archive_state, restore_archive
 
@@ -130,25 +129,21 @@ def written_by(version_stored: Any) -> str:
 def warn_curvature_lost(geometry: Any, order: int) -> None:
     """Warn that a mesh of curve order ``order`` loads straight because ``geometry`` is missing."""
     name = geometry.name if isinstance(geometry, MissingGeometry) else "geometry"
-    warnings.warn(
+    warn_geometry(
         f"a netgen.Mesh of curve order {order} was loaded without its {name} node (see the GeometryWarning "
         "about it): netgen curves a mesh from its geometry, so its elements are straight and integrals over "
-        "curved boundaries and volumes differ from the saved mesh's",
-        GeometryWarning,
-        stacklevel=2,
+        "curved boundaries and volumes differ from the saved mesh's"
     )
 
 
 def warn_cannot_curve(order: int) -> None:
     """Warn that a mesh of curve order ``order`` loads straight because this netgen cannot curve
     rebuilt meshes (see :func:`._compat.curves_rebuilt_meshes`)."""
-    warnings.warn(
+    warn_geometry(
         f"a netgen.Mesh of curve order {order} was loaded straight: this netgen ({netgen_version()}) curves "
         "meshes from geometry data on each boundary segment that ngser does not store, and curving the rebuilt "
         "mesh would give wrong elements or crash. Integrals over curved boundaries and volumes differ from the "
-        "saved mesh's; a newer NGSolve (6.2.2608) curves the same file correctly",
-        GeometryWarning,
-        stacklevel=2,
+        "saved mesh's; a newer NGSolve (6.2.2608) curves the same file correctly"
     )
 
 
@@ -357,25 +352,21 @@ class GeometrySerializer(Serializer):
                 reasons.append(" ".join(str(exc.__cause__ or exc).split()))
         writer = written_by(state.get("version_stored"))
         reason = "; ".join(reasons)
-        warnings.warn(
+        warn_geometry(
             f"the {self.name} node could not be rebuilt ({reason}); it was written by "
             f"{writer or 'an unknown netgen version'}, this is netgen {netgen_version()}. The rest of the file "
-            "loads: meshes of this geometry have no geometry. Geometries are NGSolve's own archive bytes and do "
-            "not load in every NGSolve version",
-            GeometryWarning,
-            stacklevel=2,
+            "loads: meshes of this geometry have none (curved ones keep the curvature the file stores). "
+            "Geometries are NGSolve's own archive bytes and do not load in every NGSolve version"
         )
         return MissingGeometry(self.name, reason, writer)
 
     def load_untrusted(self, state: Any) -> Any:
         """A :class:`MissingGeometry` with a :class:`GeometryWarning`; nothing from ``state`` reaches NGSolve."""
         writer = written_by(state.get("version_stored")) if isinstance(state, dict) else ""
-        warnings.warn(
+        warn_geometry(
             f"the {self.name} node was not loaded because the file is not trusted (its bytes go to NGSolve's "
-            "archive reader unchecked). The rest of the file loads: meshes of this geometry have no geometry. "
-            "Pass trusted=True to ngser.load if you trust where the file came from",
-            GeometryWarning,
-            stacklevel=2,
+            "archive reader unchecked). The rest of the file loads: meshes of this geometry have none (curved ones "
+            "keep the curvature the file stores). Pass trusted=True to ngser.load if you trust where the file came from"
         )
         return MissingGeometry(self.name, "not loaded: the file is not trusted", writer)
 
