@@ -55,6 +55,8 @@ EDITS: dict[str, Callable[[Graph, dict[str, Any]], None]] = {
     "dim 7": lambda g, s: s.__setitem__("dim", 7),
     "points as text": lambda g, s: s.__setitem__("points", "not points"),
     "face descriptor domin 2**40": lambda g, s: s["face_descriptors"][0].__setitem__("domin", 2**40),
+    "face descriptor without bc": lambda g, s: s["face_descriptors"][0].pop("bc"),  # was a KeyError
+    "face descriptor bc 0": lambda g, s: s["face_descriptors"][0].__setitem__("bc", 0),  # SIGSEGV in 6.2.2501
 }
 
 PERIODIC_EDITS: dict[str, Callable[[Graph, dict[str, Any]], None]] = {
@@ -164,6 +166,12 @@ NODE_EDITS: dict[str, tuple[Callable[[], Any], str, Callable[[dict[str, Any]], N
     "order 10**6": (_gridfunction, "ngsolve.FESpace", lambda s: s["flags"].__setitem__("order", 1e6), "order"),
     "order NaN": (_gridfunction, "ngsolve.FESpace", lambda s: s["flags"].__setitem__("order", float("nan")), "finite"),
     "flags as a list": (_gridfunction, "ngsolve.FESpace", lambda s: s.__setitem__("flags", [1, 2]), "flags"),
+    "flag 2**63": (  # went to pybind11 as an int and failed there with a RuntimeError
+        _gridfunction,
+        "ngsolve.FESpace",
+        lambda s: s["flags"].__setitem__("dgjumps", 2**63 - 1),
+        "integer beyond",
+    ),
     "region numbers as text": (
         lambda: _gridfunction(dirichlet="left"),
         "ngsolve.FESpace",
@@ -203,6 +211,39 @@ NODE_EDITS: dict[str, tuple[Callable[[], Any], str, Callable[[dict[str, Any]], N
         "active_dofs",
     ),
 }
+
+
+#: Found by tests/ngsolve/test_fuzz_states.py: values that reached pybind11 or numpy unchecked and
+#: failed there with a Python exception (a SerializerError) instead of a StateError.
+LEAKS: dict[str, tuple[Callable[[], Any], str, Callable[[dict[str, Any]], None], str]] = {
+    "region numbers 2**70": (
+        lambda: _gridfunction(dirichlet="left"),
+        "ngsolve.FESpace",
+        lambda s: s["flags"]["dirichlet"].__setitem__("numbers", [2**70]),
+        "region numbers",
+    ),
+    "region numbers missing": (
+        lambda: _gridfunction(dirichlet="left"),
+        "ngsolve.FESpace",
+        lambda s: s["flags"]["dirichlet"].pop("numbers"),
+        "region numbers",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LEAKS))
+def test_values_that_leaked_python_exceptions_are_state_errors(case: str, tmp_path: Path) -> None:
+    make, name, edit, message = LEAKS[case]
+    verdict = _load_in_child(_crafted_node(make(), name, edit, tmp_path / "g.msgpack"))
+    assert verdict.startswith("StateError") and message in verdict, verdict
+
+
+def test_an_integer_flag_beyond_int32_is_a_number(tmp_path: Path) -> None:
+    """NGSolve's flags are doubles; pybind11 cast a Python int only within int32 (a RuntimeError)."""
+    path = _crafted_node(
+        _gridfunction(), "ngsolve.FESpace", lambda s: s["flags"].__setitem__("dgjumps", 2**32), tmp_path / "g.msgpack"
+    )
+    assert _load_in_child(path) == "LOADED"
 
 
 @pytest.mark.parametrize("case", sorted(NODE_EDITS))

@@ -73,6 +73,8 @@ def checked_flags(flags: Any, what: str) -> dict[str, Any]:
             raise StateError(f"the flag {shown(key)} of {what} holds {shown(value)}, not numbers, text or bools")
         if any(type(x) is float and not np.isfinite(x) for x in items):
             raise StateError(f"the flag {shown(key)} of {what} is not a finite number")
+        if any(type(x) is int and not -(2**53) <= x <= 2**53 for x in items):  # NGSolve's flags are doubles
+            raise StateError(f"the flag {shown(key)} of {what} is an integer beyond what a flag can hold")
     bounds = {"order": MAX_ORDER, "multidim": MAX_COMPONENTS, "dim": MAX_COMPONENTS}
     for key, high in bounds.items():
         value = flags.get(key)
@@ -103,7 +105,7 @@ def _names(value: Any, levels: int, bound: int) -> list[list[str]]:
     return value
 
 
-def _descriptors(value: Any, fields: dict[str, type], what: str) -> list[dict[str, Any]]:
+def _descriptors(value: Any, fields: dict[str, type], what: str, required: bool = False) -> list[dict[str, Any]]:
     if type(value) is not list:
         raise StateError(f"netgen.Mesh: {what} must be a list")
     for item in value:
@@ -111,6 +113,8 @@ def _descriptors(value: Any, fields: dict[str, type], what: str) -> list[dict[st
             raise StateError(f"netgen.Mesh: each of {what} must be a dict")
         for key, kind in fields.items():
             if key not in item:
+                if required:
+                    raise StateError(f"netgen.Mesh: each of {what} must have a field {key}")
                 continue
             field = item[key]
             if kind is int:
@@ -118,7 +122,9 @@ def _descriptors(value: Any, fields: dict[str, type], what: str) -> list[dict[st
             elif kind is str and type(field) is not str:
                 raise StateError(f"netgen.Mesh: {what} field {key} must be a string")
             elif kind is list and not (
-                type(field) in (list, tuple) and len(field) == 2 and all(type(x) is int for x in field)
+                type(field) in (list, tuple)
+                and len(field) == 2
+                and all(type(x) is int and -1 <= x <= _INT32 for x in field)
             ):
                 raise StateError(f"netgen.Mesh: {what} field {key} must be two integers")
     return value
@@ -140,6 +146,7 @@ def checked_mesh_state(raw: Any) -> dict[str, Any]:
         state.get("face_descriptors", []),
         {"surfnr": int, "domin": int, "domout": int, "bc": int, "bcname": str},
         "face_descriptors",
+        required=True,
     )
     edges = _descriptors(
         state.get("edge_descriptors", []),
@@ -168,6 +175,10 @@ def checked_mesh_state(raw: Any) -> dict[str, Any]:
         elements[d] = (verts, index)
     total = sum(len(index) for _, index in elements.values())
     names = _names(state.get("region_names", []), dim + 1, total + len(faces) + len(edges) + _SPARE_NAMES)
+    if len(names) > 1 and names[1] and any(fd["bc"] < 1 for fd in faces):
+        # netgen's SetBCName gives every face descriptor the name at bc - 1: a bc of 0 reads before
+        # its names (a crash under 6.2.2501)
+        raise StateError("netgen.Mesh: a face descriptor has a bc number below 1, but boundary names are 1-based")
     for d, (_, index) in elements.items():
         level = names[dim - d] if dim - d < len(names) else []
         # 2D elements index face descriptors (netgen reads past them otherwise); other levels

@@ -73,17 +73,27 @@ def flag_values(state: dict[str, Any], mesh: Any) -> dict[str, Any]:
                 raise StateError(f"the space flag {shown(key)} names an unknown region kind {shown(vb)}")
             nregions = len(mesh.ngmesh.GetRegionNames(codim=_CODIM[vb]))
             mask = np.zeros(nregions, dtype=bool)
-            numbers = value["numbers"]
-            if type(numbers) is not list or not all(type(n) is int for n in numbers):
-                raise StateError(f"the space flag {shown(key)}: region numbers must be a list of integers")
+            numbers = value.get("numbers")
+            if type(numbers) is not list or not all(type(n) is int and 1 <= n <= nregions for n in numbers):
+                raise StateError(
+                    f"the space flag {shown(key)}: region numbers must be a list of integers from 1 to {nregions}"
+                )
             numbers = np.asarray(numbers, dtype=np.int64)
             if numbers.size and (numbers.min() < 1 or numbers.max() > nregions):
                 raise StateError(f"the space flag {shown(key)} names region numbers outside the mesh")
             mask[numbers - 1] = True
             plain[key] = comp.Region(mesh, _VB[vb], pyngcore.BitArray(mask.tolist()))
-        else:
-            plain[key] = value
+        else:  # NGSolve's numeric flags are doubles; pybind11 casts a Python int only within int32
+            plain[key] = _as_float(value)
     return plain
+
+
+def _as_float(value: Any) -> Any:
+    if type(value) is int:
+        return float(value)
+    if type(value) is list:
+        return [float(v) if type(v) is int else v for v in value]
+    return value
 
 
 def flags_hold_regions(mesh: Any) -> bool:
