@@ -137,6 +137,17 @@ def test_ngsolve_fixture_loads(name: str) -> None:
     assert gfu(mesh(0.1, 0.9)) == pytest.approx(numbers["u_at_point"], rel=1e-12)
 
 
+def _load_recording(name: str, trusted: bool) -> tuple[dict[str, Any], Any, list[warnings.WarningMessage]]:
+    """The manifest entry of fixture ``name``, what it loads as, and the warnings of loading it."""
+    info = MANIFEST[name]
+    if info["format"] not in ngser.backends.available():
+        pytest.skip(f"{info['format']} backend not available")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = ngser.load(FIXTURES / name, registry=REGISTRY, trusted=trusted)
+    return info, loaded, caught
+
+
 @pytest.mark.parametrize("trusted", [False, True], ids=["untrusted", "trusted"])
 @pytest.mark.parametrize("name", _names("ngsolve-version"))
 def test_ngsolve_version_fixture_loads(name: str, trusted: bool) -> None:
@@ -147,12 +158,7 @@ def test_ngsolve_version_fixture_loads(name: str, trusted: bool) -> None:
     ngsolve = pytest.importorskip("ngsolve")
     from ngser.serializers.ngsolve import GeometryWarning
 
-    info = MANIFEST[name]
-    if info["format"] not in ngser.backends.available():
-        pytest.skip(f"{info['format']} backend not available")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        loaded = ngser.load(FIXTURES / name, registry=REGISTRY, trusted=trusted)
+    info, loaded, caught = _load_recording(name, trusted)
     messages = [str(w.message) for w in caught]
     if trusted and info["ngsolve"] == ngsolve.__version__:
         assert not caught, messages
@@ -195,12 +201,7 @@ def test_ngsolve_structured_fixture_loads(name: str, trusted: bool) -> None:
     ngsolve = pytest.importorskip("ngsolve")
     from ngser.serializers.ngsolve import GeometryWarning
 
-    info = MANIFEST[name]
-    if info["format"] not in ngser.backends.available():
-        pytest.skip(f"{info['format']} backend not available")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        loaded = ngser.load(FIXTURES / name, trusted=trusted)
+    info, loaded, caught = _load_recording(name, trusted)
     for w in caught:  # only about the geometry: not trusted, or of an NGSolve this one cannot read
         assert issubclass(w.category, GeometryWarning) and "Geometry" in str(w.message), str(w.message)
     if trusted and info["ngsolve"] == ngsolve.__version__:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,46 @@ FORMATS = available()
 #: segments need geometry data ngser does not store): curved meshes come back curved there by the
 #: curvature their file stores, as a deformation.
 RECURVES = curves_rebuilt_meshes()
+
+
+_LOAD_EACH = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+import ngser
+for path in sys.argv[1:]:
+    try:
+        ngser.load(path)
+    except ngser.NgserError as exc:
+        print(path, type(exc).__name__, " ".join(str(exc).split()), flush=True)
+    else:
+        print(path, "LOADED", flush=True)
+"""
+
+
+def write_edited(obj: Any, edit: Callable[[Any], None], path: Path) -> Path:
+    """Save ``obj`` to ``path``, apply ``edit`` to its graph (node table as a list) and write the
+    graph again with ngser's own msgpack writer, so that every checksum matches."""
+    from ngser.backends import get_backend
+
+    ngser.save(obj, path)
+    graph = ngser.read_graph(path)
+    graph.nodes  # noqa: B018  # the node table as a list, edited in place
+    edit(graph)
+    graph._flat = None
+    get_backend("msgpack").write_path(graph, path)
+    return path
+
+
+def load_each_in_child(paths: list[Path]) -> dict[str, str]:
+    """Load every file untrusted, one after the other, in one child process: path -> ``"LOADED"``
+    or ``"<ErrorType> <message>"``. A crash kills only the child; the assertion names how far it got."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    out = subprocess.run(
+        [sys.executable, "-c", _LOAD_EACH, *map(str, paths)], capture_output=True, text=True, timeout=300, env=env
+    )
+    verdicts = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert out.returncode == 0, f"the child died after {len(verdicts)} files: {out.stderr[-1500:]}"
+    return verdicts
 
 
 def curved_order(mesh: ngsolve.Mesh) -> int:

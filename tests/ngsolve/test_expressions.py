@@ -3,7 +3,6 @@ without trust, reads as text in ``ngser info``, and crafted states end in a Stat
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -38,8 +37,7 @@ from ngsolve import (
 )
 
 import ngser
-from conftest import square_mesh
-from ngser.backends import get_backend
+from conftest import load_each_in_child, square_mesh, write_edited
 from ngser.graph import Graph, Ref
 
 MESH = square_mesh(0.3)
@@ -241,38 +239,13 @@ def _coord_id(g: Graph) -> int:
     return next(n.id for n in g.nodes if n.name == "ngsolve.CF" and n.state.get("op") == "coordinate")
 
 
-CHILD = """
-import resource, sys
-resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-import ngser
-for path in sys.argv[1:]:
-    try:
-        ngser.load(path)
-    except ngser.NgserError as exc:
-        print(path, type(exc).__name__, " ".join(str(exc).split()), flush=True)
-    else:
-        print(path, "LOADED", flush=True)
-"""
-
-
 def test_crafted_tree_states_end_in_state_errors(tmp_path: Path) -> None:
     """Each crafted file is written with ngser's own writer (checksums match) and loaded in one
     child process: a crash there kills only the child, and the test names the file it died on."""
     paths = {}
     for i, (case, (tree, edit, _)) in enumerate(sorted(CRAFTED.items())):
-        path = paths[case] = tmp_path / f"case{i}.msgpack"
-        ngser.save([MESH, tree], path)
-        graph = ngser.read_graph(path)
-        graph.nodes  # noqa: B018  # the node table as a list, edited in place
-        edit(graph)
-        graph._flat = None
-        get_backend("msgpack").write_path(graph, path)
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, *map(str, paths.values())], capture_output=True, text=True, timeout=300, env=env
-    )
-    verdicts = dict(line.split(" ", 1) for line in out.stdout.splitlines())
-    assert out.returncode == 0, f"the child died after {len(verdicts)} files: {out.stderr[-1500:]}"
+        paths[case] = write_edited([MESH, tree], edit, tmp_path / f"case{i}.msgpack")
+    verdicts = load_each_in_child(list(paths.values()))
     wrong = {}
     for case, path in paths.items():
         verdict = verdicts.get(str(path), "")

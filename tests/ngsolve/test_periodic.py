@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import cmath
 import math
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,7 @@ import pytest
 from netgen.occ import OCCGeometry, Rectangle, X, Y
 
 import ngser
-from ngser.backends import get_backend
+from conftest import load_each_in_child, write_edited
 from ngser.graph import Graph, Ref
 from ngser.serializers.ngsolve import spaces
 from ngser.serializers.ngsolve._archive_read import periodic_fields
@@ -258,19 +255,6 @@ CRAFTED: dict[str, tuple[str, Callable[[Graph], None], str]] = {
     "autoupdate text": ("periodic", _edit(autoupdate="yes"), "autoupdate"),
 }
 
-CHILD = """
-import resource, sys
-resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-import ngser
-for path in sys.argv[1:]:
-    try:
-        ngser.load(path)
-    except ngser.NgserError as exc:
-        print(path, type(exc).__name__, " ".join(str(exc).split()), flush=True)
-    else:
-        print(path, "LOADED", flush=True)
-"""
-
 
 def test_crafted_periodic_states_end_in_state_errors(tmp_path: Path) -> None:
     """Each crafted file is written with ngser's own writer (checksums match) and loaded in one
@@ -278,19 +262,8 @@ def test_crafted_periodic_states_end_in_state_errors(tmp_path: Path) -> None:
     The unedited file loads there."""
     paths = {}
     for i, (case, (kind, edit, _)) in enumerate([("unedited", ("complex phase", _edit(), "")), *CRAFTED.items()]):
-        path = paths[case] = tmp_path / f"case{i}.msgpack"
-        ngser.save([MESH, _make(kind)], path)
-        graph = ngser.read_graph(path)
-        graph.nodes  # noqa: B018  # the node table as a list, edited in place
-        edit(graph)
-        graph._flat = None
-        get_backend("msgpack").write_path(graph, path)
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, *map(str, paths.values())], capture_output=True, text=True, timeout=300, env=env
-    )
-    verdicts = dict(line.split(" ", 1) for line in out.stdout.splitlines())
-    assert out.returncode == 0, f"the child died after {len(verdicts)} files: {out.stderr[-1500:]}"
+        paths[case] = write_edited([MESH, _make(kind)], edit, tmp_path / f"case{i}.msgpack")
+    verdicts = load_each_in_child(list(paths.values()))
     assert verdicts.get(str(paths.pop("unedited"))) == "LOADED"
     wrong = {}
     for case, path in paths.items():
