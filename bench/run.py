@@ -225,12 +225,56 @@ def bench_ngsolve(tmp: Path, quick: bool) -> None:
     )
 
 
+def bench_curved(tmp: Path, quick: bool) -> None:
+    """A curved mesh: ngser stores its curved element map beside the arrays (so that it comes back
+    curved without its geometry); a trusted load curves it from the geometry, an untrusted one by
+    the stored map."""
+    try:
+        from netgen.occ import OCCGeometry, Pnt, Sphere
+        from ngsolve import Mesh
+    except ImportError:
+        print("\n## curved: NGSolve not installed")
+        return
+    import warnings
+
+    mesh = Mesh(OCCGeometry(Sphere(Pnt(0, 0, 0), 1)).GenerateMesh(maxh=0.12 if quick else 0.06))
+    mesh.Curve(2)
+
+    def native() -> None:
+        with open(tmp / "curved.pkl", "wb") as f:
+            pickle.dump(mesh, f, protocol=5)
+        with open(tmp / "curved.pkl", "rb") as f:
+            pickle.load(f)
+
+    path = tmp / "curved.msgpack"
+
+    def ngser_case(trusted: bool) -> None:
+        ngser.save(mesh, path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # untrusted: the geometry is left out, with a warning
+            ngser.load(path, trusted=trusted)
+
+    cases: dict[str, Callable[[], object]] = {
+        "native": native,
+        "trusted": lambda: ngser_case(True),
+        "untrusted": lambda: ngser_case(False),
+    }
+    times = timed(cases, repeat=3, settle=settle_io)
+    note = f"file {size(path) / 1e6:.1f} MB (native pickle {size(tmp / 'curved.pkl') / 1e6:.1f} MB)"
+    rows = [
+        times.row("ngser msgpack save+load, trusted (curved from the geometry)", "trusted", "native", note),
+        times.row("ngser msgpack save+load, untrusted (curved by the stored map)", "untrusted", "native"),
+    ]
+    report(f"curved mesh of order 2 ({mesh.ne:,} tets) vs native pickle (no target)", rows)
+
+
 SECTIONS = {
     "arrays": bench_arrays,
     "hdf5": bench_hdf5,
     "small": bench_small,
     "owners": bench_owners,
     "ngsolve": bench_ngsolve,
+    "curved": bench_curved,
 }
 
 

@@ -68,16 +68,31 @@ def dump_curvature(ngmesh: Any, order: int) -> dict[str, Any]:
     dim = int(ngmesh.dim)
     space = ngsolve.VectorH1(mesh, order=order)
     field = ngsolve.GridFunction(space)
-    # A surface mesh (no volume elements) is set on its boundary elements: ``Set(cf, BND)`` sets
-    # no dof there, ``definedon`` all of them.
-    where = {} if mesh.ne > 0 else {"definedon": mesh.Boundaries(".*")}
-    field.Set(ngsolve.CF((ngsolve.x, ngsolve.y, ngsolve.z)[:dim]), **where)
+    field.Set(ngsolve.CF((ngsolve.x, ngsolve.y, ngsolve.z)[:dim]), **_curved_part(ngmesh, mesh))
     nv = mesh.nv
     displacement = np.stack([np.array(c.vec.FV().NumPy()[nv:]) for c in field.components], axis=1)
     points = np.asarray(ngmesh.Coordinates(), dtype=np.float64)
     size = float(np.ptp(points, axis=0).max()) if len(points) else 1.0
     displacement[np.abs(displacement) < _NOISE * size] = 0.0
     return {"order": order, "displacement": np.ascontiguousarray(displacement), "measures": _measures(mesh)}
+
+
+def _curved_part(ngmesh: Any, mesh: Any) -> dict[str, Any]:
+    """Where to ``Set`` the coordinates: netgen curves only boundary (and interface) edges and
+    faces, so only elements with a vertex on one can differ from their straight element; the
+    others' coefficients beyond the vertices are zero. Setting just those is exact and several
+    times faster (0.29 s instead of 1.65 s for 90,000 tetrahedra of order 2). A surface mesh (no
+    volume elements) is set on its boundary elements: ``Set(cf, BND)`` sets no dof there."""
+    if mesh.ne == 0:
+        return {"definedon": mesh.Boundaries(".*")}
+    dim = int(ngmesh.dim)
+    faces = (ngmesh.Elements1D if dim == 2 else ngmesh.Elements2D)().NumPy()["nodes"]
+    cells = np.asarray((ngmesh.Elements2D if dim == 2 else ngmesh.Elements3D)().NumPy()["nodes"])
+    on_boundary = np.zeros(len(ngmesh.Points()) + 1, dtype=bool)
+    on_boundary[np.asarray(faces, dtype=np.int64).ravel()] = True
+    on_boundary[0] = False  # the padding of narrower elements
+    touching = on_boundary[cells.astype(np.int64)].any(axis=1)
+    return {"definedonelements": ngsolve.BitArray(touching.tolist())}
 
 
 def checked_curvature(raw: Any, dim: int, order: int) -> dict[str, Any]:
@@ -134,11 +149,11 @@ def apply_curvature(mesh: Any, curvature: dict[str, Any]) -> bool:
     return True
 
 
-def matches_measures(ngmesh: Any, curvature: dict[str, Any]) -> bool:
-    """Whether the netgen mesh, as curved now, has the stored measures. netgen curves a rebuilt
-    mesh from its geometry by the geometry numbers its elements carry; a mesh written by another
-    netgen (6.2.2501 numbers 2D edges without edge descriptors) may be curved wrongly."""
-    return _close(curvature["measures"], _measures(ngsolve.Mesh(ngmesh)))
+def matches_measures(mesh: Any, curvature: dict[str, Any]) -> bool:
+    """Whether the NGSolve mesh, as netgen curved it, has the stored measures. netgen curves a
+    rebuilt mesh from its geometry by the geometry numbers its elements carry; a mesh written by
+    another netgen (6.2.2501 numbers 2D edges without edge descriptors) may be curved wrongly."""
+    return _close(curvature["measures"], _measures(mesh))
 
 
 def _close(stored: list[float], got: list[float]) -> bool:

@@ -49,6 +49,9 @@ _LEFT_STRAIGHT: weakref.WeakSet[Any] = weakref.WeakSet()
 #: Of those, the ones whose file holds their curvature: the ``ngsolve.Mesh`` wrapping them
 #: applies it as a deformation.
 _PENDING_CURVATURE: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+#: Rebuilt netgen meshes curved from their geometry, with the curvature their file stores: the
+#: ``ngsolve.Mesh`` wrapping them compares the measures and falls back to the stored curvature.
+_TO_CHECK: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 def _elements(ngmesh: Any, dim: int) -> dict[str, np.ndarray]:
@@ -248,10 +251,8 @@ class NetgenMeshSerializer(Serializer):
             _LEFT_STRAIGHT.add(ngmesh)
         elif order > 1:
             ngmesh.Curve(order)
-            if curvature is not None and not matches_measures(ngmesh, curvature):
-                ngmesh.Curve(1)  # curved wrongly from the geometry: straight again, and the stored curvature
-                _LEFT_STRAIGHT.add(ngmesh)
-                _PENDING_CURVATURE[ngmesh] = curvature
+            if curvature is not None:  # checked by the ngsolve.Mesh, which builds the topology anyway
+                _TO_CHECK[ngmesh] = curvature
         return ngmesh
 
 
@@ -281,6 +282,10 @@ class MeshSerializer(Serializer):
         if own is not None:
             curvature = checked_curvature(own, int(ngmesh.dim), order)
         mesh = ngsolve.Mesh(ngmesh)
+        check = _TO_CHECK.pop(ngmesh, None)
+        if check is not None and not matches_measures(mesh, check):
+            mesh.Curve(1)  # netgen curved it wrongly from the geometry: straight again, then the stored curvature
+            curvature = check
         if curvature is not None and int(mesh.GetCurveOrder()) == 1:
             apply_curvature(mesh, curvature)
         elif order > 1 and int(mesh.GetCurveOrder()) != order:
