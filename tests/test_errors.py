@@ -291,3 +291,48 @@ def test_wrapped_exceptions_carry_where_they_happened_too(fmt: str) -> None:
 def test_errors_without_a_node_name_only_the_type() -> None:
     error = ngser.StateError("bad").locate(path="<pickle>", type_name="x.Y")
     assert str(error) == "<pickle>: 'x.Y': bad"
+
+
+WITHOUT_NGSOLVE = """
+import importlib.abc, sys
+
+class NoNGSolve(importlib.abc.MetaPathFinder):  # as on a machine without NGSolve
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("ngsolve", "netgen", "pyngcore"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NoNGSolve())
+import ngser
+from ngser.backends import get_backend
+from ngser.graph import Graph, ObjectNode, Ref
+
+graph = Graph({"k": Ref(0)}, [ObjectNode(0, "ngsolve.Parameter", 1, {"value": 2.5})], [], {}, {})
+path = sys.argv[1]
+get_backend("msgpack").write_path(graph, path)
+for how in ("load", "open"):
+    try:
+        ngser.load(path) if how == "load" else ngser.open(path).load("k")
+    except ngser.UnknownTypeError as exc:
+        print(how, "UnknownTypeError", exc)
+print("raw", ngser.load(path, unknown="raw"))
+"""
+
+
+def test_an_ngsolve_file_without_ngsolve_says_what_to_install(tmp_path: Path) -> None:
+    """Was a raw ModuleNotFoundError traceback: NGSolve's provider imports NGSolve when it runs."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", WITHOUT_NGSOLVE, str(tmp_path / "k.msgpack")], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert [line.split(" ", 2)[:2] for line in lines[:2]] == [
+        ["load", "UnknownTypeError"],
+        ["open", "UnknownTypeError"],
+    ]
+    for line in lines[:2]:
+        assert "'ngsolve.Parameter'" in line and "pip install 'ngser[ngsolve]'" in line and "No module named" in line
+    assert lines[2] == "raw {'k': RawNode(name='ngsolve.Parameter', version=1)}"

@@ -43,6 +43,10 @@ BUILTIN_PROVIDERS: dict[str, str] = {
 }
 
 
+#: The pip extra of ngser that installs what a built-in provider needs.
+_EXTRAS = {"ngsolve": "ngsolve", "netgen": "ngsolve", "pyngcore": "ngsolve"}
+
+
 class Registry:
     """Maps classes and type names to serializers, and holds migrations.
 
@@ -59,6 +63,8 @@ class Registry:
         self._migrations: dict[tuple[str, int], Migration] = {}
         self._providers: dict[str, str] = dict(providers or {})
         self._loaded_providers: set[str] = set()
+        #: prefix -> why its provider could not run (a library it needs is not installed)
+        self._provider_errors: dict[str, str] = {}
         self._entry_points_read = False
         self._lock = threading.RLock()
 
@@ -169,6 +175,14 @@ class Registry:
         record = self.record_for_name(name)
         if record is None:
             place = f" ({where})" if where else ""
+            missing = self._provider_errors.get(name.split(".", 1)[0])
+            if missing is not None:
+                extra = _EXTRAS.get(name.split(".", 1)[0])
+                how = f"pip install 'ngser[{extra}]'" if extra else "install the library it needs"
+                raise UnknownTypeError(
+                    f"type name {name!r}{place} needs a library that is not installed: {missing}. Run {how}, "
+                    'or load with unknown="raw" to inspect the node without building it.'
+                )
             raise UnknownTypeError(
                 f"no serializer is registered for type name {name!r}{place}. Install or import the package "
                 'that registers it, or load with unknown="raw" to inspect the node without building it.'
@@ -221,11 +235,12 @@ class Registry:
             module_name, _, func_name = target.partition(":")
             try:
                 module = importlib.import_module(module_name)
-            except ImportError:
+                func = getattr(module, func_name) if func_name else None
+                if func is not None:
+                    func(self)  # may import the library itself (NGSolve's provider does)
+            except ImportError as exc:
+                self._provider_errors[prefix] = f"{module_name} cannot be imported ({exc})"
                 return False
-            func = getattr(module, func_name) if func_name else None
-            if func is not None:
-                func(self)
         return True
 
     def _read_entry_points(self) -> None:
