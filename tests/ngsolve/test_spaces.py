@@ -125,3 +125,25 @@ def test_unsupported_space_is_a_clear_error(make, square):
     fes = make(square)
     with pytest.raises(ngser.NgserError, match=type(fes).__name__):
         ngser.dumps(fes)
+
+
+@pytest.mark.parametrize("numbers", [[1, 2, 3, 4, 5], [1, 10**9], [0, -3]])
+def test_region_numbers_the_mesh_does_not_have_load_as_ngsolve_accepted_them(numbers, square, roundtrip):
+    """NGSolve accepts (and ignores) dirichlet numbers beyond the mesh's boundaries; they were saved
+    but refused on load ("names region numbers outside the mesh")."""
+    fes = ngsolve.H1(square, order=2, dirichlet=numbers)
+    loaded = roundtrip(fes)
+    assert list(loaded.FreeDofs()) == list(fes.FreeDofs())
+    flags = loaded.__reduce_ex__(2)[2][2].ToDict()
+    assert flags["dirichlet"] == [float(n) for n in numbers]
+
+
+@pytest.mark.parametrize(
+    ("numbers", "form"), [([2**40], "list"), ("1", "list"), ([1.5], "list"), ([1], "mask")], ids=str
+)
+def test_region_number_lists_are_checked(numbers, form, square):
+    graph = ngser.encode(ngsolve.H1(square, order=1, dirichlet=[1]))
+    (state,) = [n.state for n in graph.nodes if n.name == "ngsolve.FESpace"]
+    state["flags"]["dirichlet"].update(numbers=numbers, form=form)
+    with pytest.raises(ngser.StateError, match="region numbers|not a region"):
+        ngser.decode(graph)

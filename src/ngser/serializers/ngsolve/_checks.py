@@ -65,7 +65,7 @@ def checked_flags(flags: Any, what: str) -> dict[str, Any]:
         raise StateError(f"the flags of {what} must be a dict with string keys")
     for key, value in flags.items():
         if type(value) is dict:
-            if set(value) - {"region", "numbers", "names"}:
+            if set(value) - {"region", "numbers", "names", "form"} or value.get("form", "list") != "list":
                 raise StateError(f"the flag {shown(key)} of {what} is a dict but not a region")
             continue
         items = value if type(value) is list else [value]

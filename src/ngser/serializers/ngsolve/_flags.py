@@ -30,6 +30,7 @@ _REGION_FLAGS = {
 }
 _VB = {"VOL": ngsolve.VOL, "BND": ngsolve.BND, "BBND": ngsolve.BBND, "BBBND": ngsolve.BBBND}
 _CODIM = {"VOL": 0, "BND": 1, "BBND": 2, "BBBND": 3}
+_INT32 = 2**31 - 1
 
 
 def dump_flags(flags: Any, mesh: Any) -> dict[str, Any]:
@@ -41,7 +42,11 @@ def dump_flags(flags: Any, mesh: Any) -> dict[str, Any]:
             numbers = (np.flatnonzero(np.asarray(value.Mask(), dtype=bool)) + 1).tolist()
             out[key] = _region(mesh, vb, numbers)
         elif key in _REGION_FLAGS and isinstance(value, list) and all(isinstance(v, float) for v in value):
-            out[key] = _region(mesh, _REGION_FLAGS[key], [int(v) for v in value])
+            # NGSolve's own form (dirichlet=[1, 3]): kept as the list it is, numbers the mesh does
+            # not have included (NGSolve accepts and ignores them)
+            # (an empty list is not one: NGSolve's ToDict shows a string flag as [])
+            region = _region(mesh, _REGION_FLAGS[key], [int(v) for v in value])
+            out[key] = {**region, "form": "list"} if value else region
         elif isinstance(value, (bool, float, str)) or (
             isinstance(value, list) and all(isinstance(v, (float, str)) for v in value)
         ):
@@ -67,7 +72,12 @@ def flag_values(state: dict[str, Any], mesh: Any) -> dict[str, Any]:
     """The flag values of :func:`dump_flags`'s dict, region dicts rebuilt as ``Region`` objects on ``mesh``."""
     plain: dict[str, Any] = {}
     for key, value in checked_flags(state, "a space").items():
-        if isinstance(value, dict) and "region" in value:
+        if isinstance(value, dict) and value.get("form") == "list":
+            numbers = value.get("numbers")
+            if type(numbers) is not list or not all(type(n) is int and abs(n) <= _INT32 for n in numbers):
+                raise StateError(f"the space flag {shown(key)}: region numbers must be a list of 32-bit integers")
+            plain[key] = [float(n) for n in numbers]
+        elif isinstance(value, dict) and "region" in value:
             vb = str(value["region"])
             if vb not in _VB or mesh is None:
                 raise StateError(f"the space flag {shown(key)} names an unknown region kind {shown(vb)}")
