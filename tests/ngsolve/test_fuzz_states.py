@@ -1,7 +1,7 @@
 """A crafted-state fuzzer of NGSolve files: no edited file crashes, hangs or surprises the loader.
 
 A real file (curved and periodic meshes, spaces of several kinds, real and complex GridFunctions,
-expression trees of every structured kind, Parameters) is read as a graph; each case edits one
+expression trees of every structured kind, Parameters, BitArrays and Regions) is read as a graph; each case edits one
 value of one node's state (a number, a string, a list, an array's values, dtype or shape, a
 reference, a missing key) with a seeded random choice, and the graph is written again with
 ngser's own writer, so every checksum matches and the NGSolve serializers themselves are what is
@@ -77,7 +77,8 @@ def _objects() -> Any:
         (x * u + y).Compile(),
         InnerProduct(v, v) + grad(v)[0, 1],
     ]
-    return {"meshes": [disk, ball, periodic], "gfs": [u, v, c, p, w], "trees": trees, "k": k}
+    sets = [per.FreeDofs(), disk.Materials("disk"), ball.Boundaries("sphere|left")]
+    return {"meshes": [disk, ball, periodic], "gfs": [u, v, c, p, w], "trees": trees, "k": k, "sets": sets}
 
 
 def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:

@@ -139,7 +139,7 @@ def test_region_numbers_the_mesh_does_not_have_load_as_ngsolve_accepted_them(num
 
 
 @pytest.mark.parametrize(
-    ("numbers", "form"), [([2**40], "list"), ("1", "list"), ([1.5], "list"), ([1], "mask")], ids=str
+    ("numbers", "form"), [([2**40], "list"), ("1", "list"), ([1.5], "list"), ([1], "mask"), ([1], ["list"])], ids=str
 )
 def test_region_number_lists_are_checked(numbers, form, square):
     graph = ngser.encode(ngsolve.H1(square, order=1, dirichlet=[1]))

@@ -50,6 +50,7 @@ def serializers() -> list[Serializer]:
     from .geometry import geometry_serializers
     from .gridfunction import ComponentGridFunctionSerializer, GridFunctionSerializer
     from .mesh import MeshSerializer, NetgenMeshSerializer
+    from .sets import BitArraySerializer, RegionSerializer
     from .spaces import space_serializers
 
     return [
@@ -60,6 +61,8 @@ def serializers() -> list[Serializer]:
         ComponentGridFunctionSerializer(),
         GridFunctionSerializer(),
         ParameterSerializer(),
+        BitArraySerializer(),
+        RegionSerializer(),
         NativeCoefficientFunctionSerializer(),
         CoefficientFunctionSerializer(),  # last: it matches every CoefficientFunction subclass
     ]

@@ -72,7 +72,7 @@ def flag_values(state: dict[str, Any], mesh: Any) -> dict[str, Any]:
     """The flag values of :func:`dump_flags`'s dict, region dicts rebuilt as ``Region`` objects on ``mesh``."""
     plain: dict[str, Any] = {}
     for key, value in checked_flags(state, "a space").items():
-        if isinstance(value, dict) and value.get("form") == "list":
+        if isinstance(value, dict) and "form" in value:  # checked_flags: the only form is "list"
             numbers = value.get("numbers")
             if type(numbers) is not list or not all(type(n) is int and abs(n) <= _INT32 for n in numbers):
                 raise StateError(f"the space flag {shown(key)}: region numbers must be a list of 32-bit integers")
