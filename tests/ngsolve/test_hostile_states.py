@@ -57,6 +57,8 @@ EDITS: dict[str, Callable[[Graph, dict[str, Any]], None]] = {
     "face descriptor domin 2**40": lambda g, s: s["face_descriptors"][0].__setitem__("domin", 2**40),
     "face descriptor without bc": lambda g, s: s["face_descriptors"][0].pop("bc"),  # was a KeyError
     "face descriptor bc 0": lambda g, s: s["face_descriptors"][0].__setitem__("bc", 0),  # SIGSEGV in 6.2.2501
+    # found by the state fuzzer: NGSolve 6.2.2501 sized a table by it (std::bad_alloc)
+    "face descriptor bc 2**31-1": lambda g, s: s["face_descriptors"][0].__setitem__("bc", 2**31 - 1),
 }
 
 PERIODIC_EDITS: dict[str, Callable[[Graph, dict[str, Any]], None]] = {

@@ -41,6 +41,9 @@ MAX_COMPONENTS = 1024
 NODE_COUNTS = {0: {1}, 1: {2, 3}, 2: {3, 4, 6, 8}, 3: {4, 5, 6, 8, 10, 13, 15, 20}}
 #: Extra region names a level may hold beyond its elements and descriptors.
 _SPARE_NAMES = 64
+#: How far face descriptor numbers (bc, domin, domout, surfnr) may exceed the mesh's descriptors
+#: and names (user-chosen bc numbers of a CSG geometry, say), bounding what NGSolve allocates.
+_SPARE_NUMBERS = 100_000
 _INT32 = 2**31 - 1
 
 
@@ -65,7 +68,8 @@ def checked_flags(flags: Any, what: str) -> dict[str, Any]:
         raise StateError(f"the flags of {what} must be a dict with string keys")
     for key, value in flags.items():
         if type(value) is dict:
-            if set(value) - {"region", "numbers", "names", "form"} or value.get("form", "list") != "list":
+            form = value.get("form", "list")
+            if set(value) - {"region", "numbers", "names", "form"} or type(form) is not str or form != "list":
                 raise StateError(f"the flag {shown(key)} of {what} is a dict but not a region")
             continue
         items = value if type(value) is list else [value]
@@ -175,6 +179,13 @@ def checked_mesh_state(raw: Any) -> dict[str, Any]:
         elements[d] = (verts, index)
     total = sum(len(index) for _, index in elements.values())
     names = _names(state.get("region_names", []), dim + 1, total + len(faces) + len(edges) + _SPARE_NAMES)
+    # NGSolve sizes tables by the largest region and surface numbers of the face descriptors
+    # (bc 2**31 - 1 was a 16 GiB std::bad_alloc): they may exceed what the file holds, not by far
+    bound = len(faces) + len(edges) + sum(len(level) for level in names) + _SPARE_NUMBERS
+    for fd in faces:
+        for key in ("surfnr", "domin", "domout", "bc"):
+            if fd[key] > bound:
+                raise StateError(f"netgen.Mesh: a face descriptor's {key} is {fd[key]}, more than {bound}")
     if len(names) > 1 and names[1] and any(fd["bc"] < 1 for fd in faces):
         # netgen's SetBCName gives every face descriptor the name at bc - 1: a bc of 0 reads before
         # its names (a crash under 6.2.2501)
