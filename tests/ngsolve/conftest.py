@@ -42,6 +42,16 @@ for path in sys.argv[1:]:
 """
 
 
+def add_array(graph: Any, array: np.ndarray) -> Any:
+    """A reference to ``array``, added to ``graph``'s arrays under a new id (for editing a state)."""
+    from ngser.graph import ArrayNode, Ref
+
+    new_id = max(n.id for n in [*graph.nodes, *graph.arrays]) + 1
+    graph.arrays.append(ArrayNode(new_id, np.ascontiguousarray(array), "edited"))
+    graph._flat = None
+    return Ref(new_id)
+
+
 def write_edited(obj: Any, edit: Callable[[Any], None], path: Path) -> Path:
     """Save ``obj`` to ``path``, apply ``edit`` to its graph (node table as a list) and write the
     graph again with ngser's own msgpack writer, so that every checksum matches."""

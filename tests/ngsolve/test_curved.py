@@ -15,9 +15,9 @@ from netgen.occ import OCCGeometry, Pnt, Sphere
 from ngsolve import BND, VOL, x, y, z
 
 import ngser
-from conftest import FORMATS, ball_in_box_mesh, curved_order, disk_mesh
+from conftest import FORMATS, add_array, ball_in_box_mesh, curved_order, disk_mesh
 from ngser.backends import get_backend
-from ngser.graph import ArrayNode, Graph, Ref
+from ngser.graph import Graph
 from ngser.serializers.ngsolve import GeometryWarning
 
 
@@ -113,20 +113,12 @@ def _displacement(graph: Graph) -> np.ndarray:
     return next(a for a in graph.arrays if a.id == ref.id).load()
 
 
-def _new_array(graph: Graph, array: np.ndarray) -> Ref:
-    """A reference to ``array``, added to the graph's arrays."""
-    new_id = max(n.id for n in [*graph.nodes, *graph.arrays]) + 1
-    graph.arrays.append(ArrayNode(new_id, np.ascontiguousarray(array), "edited"))
-    graph._flat = None
-    return Ref(new_id)
-
-
 def _set(key: str, value: Any) -> Callable[[Graph], None]:
     return lambda g: _curvature_of(g).__setitem__(key, value)
 
 
 def _set_array(change: Callable[[np.ndarray], np.ndarray]) -> Callable[[Graph], None]:
-    return lambda g: _curvature_of(g).__setitem__("displacement", _new_array(g, change(_displacement(g))))
+    return lambda g: _curvature_of(g).__setitem__("displacement", add_array(g, change(_displacement(g))))
 
 
 def _mesh_state(graph: Graph) -> dict[str, Any]:

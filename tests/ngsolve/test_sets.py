@@ -13,8 +13,8 @@ import numpy as np
 import pyngcore
 import pytest
 
-from conftest import ball_in_box_mesh, load_each_in_child, square_mesh, write_edited
-from ngser.graph import ArrayNode, Graph, Ref
+from conftest import add_array, ball_in_box_mesh, load_each_in_child, square_mesh, write_edited
+from ngser.graph import Graph
 
 MESH = square_mesh(0.3)
 BALL = ball_in_box_mesh()
@@ -67,9 +67,7 @@ def _state(graph: Graph, name: str) -> dict[str, Any]:
 
 
 def _replace_array(graph: Graph, name: str, key: str, array: np.ndarray) -> None:
-    new_id = max(n.id for n in [*graph.nodes, *graph.arrays]) + 1
-    graph.arrays.append(ArrayNode(new_id, array, "edited"))
-    _state(graph, name)[key] = Ref(new_id)
+    _state(graph, name)[key] = add_array(graph, array)
 
 
 CRAFTED: dict[str, tuple[Any, Callable[[Graph], None], str]] = {

@@ -18,7 +18,7 @@ import pyngcore
 from ...errors import StateError, UnsupportedTypeError, shown
 from ._checks import checked_flags
 
-__all__ = ["dump_flags", "flag_values", "load_flags", "storable"]
+__all__ = ["CODIM", "VB", "dump_flags", "flag_values", "load_flags", "region_state", "storable", "vb_name"]
 
 #: Flags holding lists of 1-based region numbers, and the kind of region they number.
 _REGION_FLAGS = {
@@ -28,8 +28,8 @@ _REGION_FLAGS = {
     "dirichlet_bbnd": "BBND",
     "dirichlet_bbbnd": "BBBND",
 }
-_VB = {"VOL": ngsolve.VOL, "BND": ngsolve.BND, "BBND": ngsolve.BBND, "BBBND": ngsolve.BBBND}
-_CODIM = {"VOL": 0, "BND": 1, "BBND": 2, "BBBND": 3}
+VB = {"VOL": ngsolve.VOL, "BND": ngsolve.BND, "BBND": ngsolve.BBND, "BBBND": ngsolve.BBBND}
+CODIM = {"VOL": 0, "BND": 1, "BBND": 2, "BBBND": 3}
 _INT32 = 2**31 - 1
 
 
@@ -38,14 +38,14 @@ def dump_flags(flags: Any, mesh: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in flags.ToDict().items():
         if isinstance(value, comp.Region):
-            vb = _vb_name(value)
+            vb = vb_name(value)
             numbers = (np.flatnonzero(np.asarray(value.Mask(), dtype=bool)) + 1).tolist()
-            out[key] = _region(mesh, vb, numbers)
+            out[key] = region_state(mesh, vb, numbers)
         elif key in _REGION_FLAGS and isinstance(value, list) and all(isinstance(v, float) for v in value):
             # NGSolve's own form (dirichlet=[1, 3]): kept as the list it is, numbers the mesh does
             # not have included (NGSolve accepts and ignores them)
             # (an empty list is not one: NGSolve's ToDict shows a string flag as [])
-            region = _region(mesh, _REGION_FLAGS[key], [int(v) for v in value])
+            region = region_state(mesh, _REGION_FLAGS[key], [int(v) for v in value])
             out[key] = {**region, "form": "list"} if value else region
         elif isinstance(value, (bool, float, str)) or (
             isinstance(value, list) and all(isinstance(v, (float, str)) for v in value)
@@ -58,8 +58,9 @@ def dump_flags(flags: Any, mesh: Any) -> dict[str, Any]:
     return out
 
 
-def _region(mesh: Any, vb: str, numbers: list[int]) -> dict[str, Any]:
-    names = list(mesh.ngmesh.GetRegionNames(codim=_CODIM[vb])) if mesh is not None else []
+def region_state(mesh: Any, vb: str, numbers: list[int]) -> dict[str, Any]:
+    """``{"region", "numbers", "names"}`` of the regions ``numbers`` (1-based) of kind ``vb``."""
+    names = list(mesh.ngmesh.GetRegionNames(codim=CODIM[vb])) if mesh is not None else []
     return {"region": vb, "numbers": numbers, "names": [names[n - 1] if 0 < n <= len(names) else "" for n in numbers]}
 
 
@@ -79,9 +80,9 @@ def flag_values(state: dict[str, Any], mesh: Any) -> dict[str, Any]:
             plain[key] = [float(n) for n in numbers]
         elif isinstance(value, dict) and "region" in value:
             vb = str(value["region"])
-            if vb not in _VB or mesh is None:
+            if vb not in VB or mesh is None:
                 raise StateError(f"the space flag {shown(key)} names an unknown region kind {shown(vb)}")
-            nregions = len(mesh.ngmesh.GetRegionNames(codim=_CODIM[vb]))
+            nregions = len(mesh.ngmesh.GetRegionNames(codim=CODIM[vb]))
             mask = np.zeros(nregions, dtype=bool)
             numbers = value.get("numbers")
             if type(numbers) is not list or not all(type(n) is int and 1 <= n <= nregions for n in numbers):
@@ -92,7 +93,7 @@ def flag_values(state: dict[str, Any], mesh: Any) -> dict[str, Any]:
             if numbers.size and (numbers.min() < 1 or numbers.max() > nregions):
                 raise StateError(f"the space flag {shown(key)} names region numbers outside the mesh")
             mask[numbers - 1] = True
-            plain[key] = comp.Region(mesh, _VB[vb], pyngcore.BitArray(mask.tolist()))
+            plain[key] = comp.Region(mesh, VB[vb], pyngcore.BitArray(mask.tolist()))
         else:  # NGSolve's numeric flags are doubles; pybind11 casts a Python int only within int32
             plain[key] = _as_float(value)
     return plain
@@ -127,10 +128,11 @@ def storable(values: dict[str, Any], mesh: Any) -> dict[str, Any]:
         return values
     out = dict(values)
     for key, value in values.items():
-        if isinstance(value, comp.Region) and key in _REGION_FLAGS and _vb_name(value) == _REGION_FLAGS[key]:
+        if isinstance(value, comp.Region) and key in _REGION_FLAGS and vb_name(value) == _REGION_FLAGS[key]:
             out[key] = [float(n) for n in np.flatnonzero(np.asarray(value.Mask(), dtype=bool)) + 1]
     return out
 
 
-def _vb_name(region: Any) -> str:
+def vb_name(region: Any) -> str:
+    """``"VOL"``, ``"BND"``, ``"BBND"`` or ``"BBBND"``: the kind of a ``Region``."""
     return str(region.VB()).rsplit(".", 1)[-1]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import ngsolve
 import ngsolve.comp as comp
 import numpy as np
 import pyngcore
@@ -19,11 +18,9 @@ import pyngcore
 from ...errors import StateError, shown
 from ..base import Serializer
 from ._checks import require_dict
+from ._flags import CODIM, VB, region_state, vb_name
 
 __all__ = ["BitArraySerializer", "RegionSerializer"]
-
-_VB = {"VOL": ngsolve.VOL, "BND": ngsolve.BND, "BBND": ngsolve.BBND, "BBBND": ngsolve.BBBND}
-_CODIM = {"VOL": 0, "BND": 1, "BBND": 2, "BBBND": 3}
 
 
 def _bools(value: Any, what: str) -> np.ndarray[Any, Any]:
@@ -55,23 +52,22 @@ class RegionSerializer(Serializer):
     types = (comp.Region,)
 
     def dump(self, obj: Any) -> Any:
-        kind = str(obj.VB()).rsplit(".", 1)[-1]
+        kind = vb_name(obj)
         mask = np.asarray(obj.Mask(), dtype=bool)
-        names = list(obj.mesh.ngmesh.GetRegionNames(codim=_CODIM[kind]))
-        selected = [names[i] if i < len(names) else "" for i in np.flatnonzero(mask).tolist()]
-        return {"mesh": obj.mesh, "region": kind, "mask": mask, "names": selected}
+        names = region_state(obj.mesh, kind, (np.flatnonzero(mask) + 1).tolist())["names"]
+        return {"mesh": obj.mesh, "region": kind, "mask": mask, "names": names}
 
     def load(self, state: Any) -> Any:
         state = require_dict(state, self.name)
         mesh, kind = state.get("mesh"), state.get("region")
         if not isinstance(mesh, comp.Mesh):
             raise StateError(f"ngsolve.Region: 'mesh' must refer to an ngsolve.Mesh, not {type(mesh).__name__}")
-        if type(kind) is not str or kind not in _VB:
-            raise StateError(f"ngsolve.Region: region must be one of {', '.join(_VB)}, not {shown(kind)}")
+        if type(kind) is not str or kind not in VB:
+            raise StateError(f"ngsolve.Region: region must be one of {', '.join(VB)}, not {shown(kind)}")
         mask = _bools(state.get("mask"), "ngsolve.Region: mask")
-        count = len(mesh.ngmesh.GetRegionNames(codim=_CODIM[kind]))
+        count = len(mesh.ngmesh.GetRegionNames(codim=CODIM[kind]))
         if len(mask) != count:
             raise StateError(
                 f"ngsolve.Region: the mask has {len(mask)} entries, but the mesh has {count} {kind} regions"
             )
-        return comp.Region(mesh, _VB[kind], pyngcore.BitArray(mask))
+        return comp.Region(mesh, VB[kind], pyngcore.BitArray(mask))

@@ -66,12 +66,6 @@ def _restore(cls: type, state: Any, what: str) -> Any:
     return obj
 
 
-def _require_dict(state: Any, name: str) -> dict[str, Any]:
-    if not isinstance(state, dict):
-        raise StateError(f"the state of {name} is not a dict")
-    return state
-
-
 # NGSolve's constructors take None for a space or mesh (a null pointer) and crash on it: every
 # reference is checked to be of the right class first.
 def _space_at(state: dict[str, Any], key: str, name: str) -> Any:
@@ -121,7 +115,7 @@ class FESpaceSerializer(Serializer):
         return {"class": cls_name, "type": space_type, "mesh": mesh, "flags": dump_flags(flags, mesh)}
 
     def load(self, state: Any) -> Any:
-        state = _require_dict(state, self.name)
+        state = require_dict(state, self.name)
         cls = _leaf_classes().get(str(state.get("class")))
         if cls is None:
             raise StateError(f"the state of ngsolve.FESpace has an unknown space class {shown(state.get('class'))}")
@@ -152,7 +146,7 @@ class ProductSpaceSerializer(Serializer):
         return {"spaces": list(spaces), "flags": dump_flags(flags, mesh)}
 
     def load(self, state: Any) -> Any:
-        state = _require_dict(state, self.name)
+        state = require_dict(state, self.name)
         spaces = _spaces_at(state, self.name)
         flags = load_flags(state.get("flags", {}), spaces[0].mesh)
         return _restore(comp.ProductSpace, (spaces, flags, {}), "a product space")
@@ -170,7 +164,7 @@ class VectorValuedSerializer(Serializer):
         return {"space": space, "dim": int(dim), "flags": dump_flags(flags, space.mesh)}
 
     def load(self, state: Any) -> Any:
-        state = _require_dict(state, self.name)
+        state = require_dict(state, self.name)
         space = _space_at(state, "space", self.name)
         flags = load_flags(state.get("flags", {}), space.mesh)
         dim = int_in(state.get("dim"), 1, MAX_COMPONENTS, "ngsolve.VectorValued: dim")
@@ -189,7 +183,7 @@ class DiscontinuousSerializer(Serializer):
         return {"space": space, "flags": dump_flags(flags, space.mesh)}
 
     def load(self, state: Any) -> Any:
-        state = _require_dict(state, self.name)
+        state = require_dict(state, self.name)
         space = _space_at(state, "space", self.name)
         return _restore(
             comp.Discontinuous, (space, load_flags(state.get("flags", {}), space.mesh)), "a Discontinuous space"
@@ -208,7 +202,7 @@ class CompressSerializer(Serializer):
         return {"space": space, "active_dofs": None if active is None else np.asarray(active, dtype=bool).copy()}
 
     def load(self, state: Any) -> Any:
-        state = _require_dict(state, self.name)
+        state = require_dict(state, self.name)
         space = _space_at(state, "space", self.name)
         active = state.get("active_dofs")
         if active is not None and not (
@@ -325,7 +319,7 @@ class PeriodicSerializer(Serializer):
         return out
 
     def load(self, state: Any) -> Any:
-        state = _require_dict(state, self.name)
+        state = require_dict(state, self.name)
         classes = {cls.__name__: cls for cls in _PERIODIC_TYPES}
         cls = classes.get(str(state.get("class")))
         if cls is None:
