@@ -51,6 +51,7 @@ import importlib
 import re
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any
@@ -176,6 +177,19 @@ _CREATE = _Entry("_CREATE", _create)
 
 
 # -- saving side ------------------------------------------------------------------------------
+def _same(obj: Any) -> Any:
+    return obj
+
+
+#: The reduction of a wrapper that another object stands for (``Serializer.canonical``).
+_SAME = _Entry("_SAME", _same)
+
+#: The shim's ``canonical`` cache. Pickle's memo keeps identity within one pickling call by
+#: ``id()``, but the reducer cannot tell calls apart: the entries are weak, and the serializers'
+#: ``canonical`` hooks check that an entry found still stands for the object.
+_CANONICAL: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()
+
+
 def _reduce(obj: Any) -> Any:
     """The ``copyreg`` reducer of every installed class."""
     cls = type(obj)
@@ -183,6 +197,11 @@ def _reduce(obj: Any) -> Any:
     if serializer is None:  # unregistered since: pickle it as if never installed
         uninstall(cls)
         return obj.__reduce_ex__(4)
+    if serializer.canonical is not None:
+        with _LOCK:
+            stand_in = serializer.canonical(obj, _CANONICAL)
+        if stand_in is not obj:  # pickled once, by its own reduction; this wrapper loads as it
+            return (_SAME, (stand_in,))
     hint = _HINTS.get(cls)
     try:
         state = serializer.dump(obj)

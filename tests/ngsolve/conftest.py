@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from netgen.occ import Box, Circle, Glue, OCCGeometry, Rectangle, Sphere, X, uni
 from ngsolve.meshes import MakeStructured2DMesh, MakeStructured3DMesh
 
 import ngser
+import ngser.shim
 from ngser.backends import available
 from ngser.serializers.ngsolve._compat import curves_rebuilt_meshes
 from ngser.serializers.ngsolve._curvature import CURVATURE_NAME
@@ -99,17 +101,33 @@ def fmt(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-@pytest.fixture
-def roundtrip(fmt: str, tmp_path: Path) -> Callable[[Any], Any]:
-    """Save an object to a real file in ``fmt`` and load it back."""
+@pytest.fixture(params=[*FORMATS, "shim"])
+def roundtrip(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[Any], Any]]:
+    """Save an object to a real file in each format and load it back, or send it through plain
+    ``pickle`` with the shim installed (``ngser.shim.install_ngsolve()``, undone afterwards)."""
+    way = request.param
     counter = iter(range(1_000_000))
 
     def run(obj: Any) -> Any:
-        path = tmp_path / f"obj{next(counter)}.{fmt}"
-        ngser.save(obj, path, format=fmt)
+        path = tmp_path / f"obj{next(counter)}.{way}"
+        ngser.save(obj, path, format=way)
         return ngser.load(path)
 
-    return run
+    if way != "shim":
+        yield run
+        return
+    classes = ngser.shim.install_ngsolve()
+
+    def through_pickle(obj: Any) -> Any:
+        data = pickle.dumps(obj)
+        assert b"ngser.shim" in data, "not routed through ngser"
+        return pickle.loads(data)
+
+    try:
+        yield through_pickle
+    finally:
+        for cls in classes:
+            ngser.shim.uninstall(cls)
 
 
 def square_mesh(maxh: float = 0.3) -> ngsolve.Mesh:

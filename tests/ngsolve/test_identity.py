@@ -33,6 +33,41 @@ def test_tree_first_then_gridfunction(square, roundtrip):
     assert ngsolve.Integrate(tree2, g2.space.mesh) == pytest.approx(0.0, abs=1e-13)
 
 
+@pytest.mark.parametrize("tree_first", [False, True], ids=["gfu first", "tree first"])
+def test_the_issues_dict_keeps_one_gridfunction(square, roundtrip, tree_first):
+    """``{"gfu": gfu, "tree": 2*gfu}``: through the shim the tree held a copy (0.5 instead of 2.0)."""
+    gfu = _gfu(square)
+    d = roundtrip({"tree": 2 * gfu, "gfu": gfu} if tree_first else {"gfu": gfu, "tree": 2 * gfu})
+    d["gfu"].Set(1)
+    assert d["tree"](d["gfu"].space.mesh(0.3, 0.6)) == pytest.approx(2.0, rel=1e-12)
+
+
+def test_the_shims_lasting_cache_does_not_alias_a_new_gridfunction(square):
+    """The shim's identity cache outlives pickling calls: a GridFunction freed and another made at the
+    same address, or a live one whose vector was reallocated, must not be taken for the old one."""
+    import pickle
+
+    import ngser.shim
+
+    classes = ngser.shim.install_ngsolve()
+    try:
+        for value in range(20):
+            gfu = _gfu(square)
+            gfu.Set(value)
+            tree = pickle.loads(pickle.dumps(3 * gfu))
+            assert tree(square(0.5, 0.5)) == pytest.approx(3.0 * value)
+            del gfu
+        gfu = _gfu(square)
+        pickle.dumps(gfu)
+        gfu.space.Update()
+        gfu.Update()  # a new vector (the space got no new dofs, but the memory is new)
+        gfu.Set(5)
+        assert pickle.loads(pickle.dumps(2 * gfu))(square(0.5, 0.5)) == pytest.approx(10.0)
+    finally:
+        for cls in classes:
+            ngser.shim.uninstall(cls)
+
+
 def test_gridfunction_stored_once(square):
     gfu = _gfu(square)
     graph = ngser.encode([gfu, x * gfu, grad(gfu), 2 * gfu + y])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +47,7 @@ class SerializerRecord:
     create: Callable[[], Any] | None
     fill: Callable[[Any, Any], None] | None
     #: ``canonical(obj, cache) -> obj`` or ``None`` (see :attr:`Serializer.canonical`)
-    canonical: Callable[[Any, dict[Any, Any]], Any] | None
+    canonical: Callable[[Any, MutableMapping[Any, Any]], Any] | None
     #: ``fill(obj, state)`` of a dict state is ``obj.__dict__.update(state)``: the decoder
     #: decodes such states straight into the new instance's ``__dict__``.
     fills_dict: bool

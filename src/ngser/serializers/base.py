@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import copyreg
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from ..errors import StateError
@@ -75,8 +75,10 @@ class Serializer:
     #: Optional ``canonical(obj, cache) -> obj``: the object that stands for ``obj`` in the
     #: graph. For libraries that hand out several Python wrappers of one underlying object
     #: (NGSolve does), return the first wrapper met; ``cache`` is one dict per encoding pass.
-    #: Called only for objects the encoder has not met before. Define it as a method.
-    canonical: Callable[[Any, dict[Any, Any]], Any] | None = None
+    #: Called only for objects the encoder has not met before. Define it as a method. The
+    #: pickle shim calls it too, with one lasting ``weakref.WeakValueDictionary`` (it cannot
+    #: tell pickling calls apart): check that an entry found still stands for ``obj``.
+    canonical: Callable[[Any, MutableMapping[Any, Any]], Any] | None = None
 
     def dump(self, obj: Any) -> Any:
         """Return the state of ``obj``: any value ngser can serialize.

@@ -18,6 +18,7 @@ after loading changes every tree that uses it).
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 import ngsolve.fem as fem
@@ -59,7 +60,7 @@ class CoefficientFunctionSerializer(Serializer):
     types = (fem.CoefficientFunction,)
     subclasses = True
 
-    def canonical(self, obj: Any, cache: dict[Any, Any]) -> Any:
+    def canonical(self, obj: Any, cache: MutableMapping[Any, Any]) -> Any:
         """Encoder hook: a node with no structured form is saved as its archive bytes."""
         return obj if structure(obj) is not None else NativeCoefficientFunction(obj)
 

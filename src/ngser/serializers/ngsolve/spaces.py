@@ -10,6 +10,7 @@ The mesh is rebuilt with the same element order, so the dof numbering after load
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 import ngsolve.comp as comp
@@ -267,7 +268,7 @@ class PeriodicSpaceSerializer(Serializer):
     version = 1
     types = _PERIODIC_TYPES
 
-    def canonical(self, obj: Any, cache: dict[Any, Any]) -> Any:
+    def canonical(self, obj: Any, cache: MutableMapping[Any, Any]) -> Any:
         """Encoder hook: a space with no structured form is saved as its archive bytes."""
         return obj if periodic_state(obj) is not None else NativePeriodicSpace(obj)
 
