@@ -3,6 +3,7 @@ without trust, reads as text in ``ngser info``, and crafted states end in a Stat
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from collections.abc import Callable
@@ -253,3 +254,30 @@ def test_crafted_tree_states_end_in_state_errors(tmp_path: Path) -> None:
         if not (verdict.startswith("StateError") and "ngsolve.CF" in verdict and message in verdict):
             wrong[case] = verdict
     assert not wrong, wrong
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m: ngsolve.H1(m, order=2, dim=2),
+        lambda m: ngsolve.H1(m, order=2, dim=3),
+        lambda m: ngsolve.VectorH1(m, order=2),
+    ],
+    ids=["H1 dim=2", "H1 dim=3", "VectorH1"],
+)
+def test_gradients_of_vector_valued_gridfunctions(make: Any, roundtrip: Any) -> None:
+    """``grad(u)`` of a vector H1 GridFunction evaluates through a BlockDifferentialOperator (issue 13)."""
+    mesh = square_mesh(0.3)
+    u = ngsolve.GridFunction(make(mesh))
+    u.Set(ngsolve.CF((ngsolve.x * ngsolve.y, ngsolve.x + ngsolve.y, ngsolve.y * ngsolve.y)[: u.dims[0]]))
+    trees = [ngsolve.grad(u), u.Deriv(), 2 * ngsolve.grad(u).trans]
+    u2, *loaded = roundtrip([u, *trees])
+    mesh2 = u2.space.mesh
+    native = pickle.loads(pickle.dumps([u, *trees]))
+    for tree, back, theirs in zip(trees, loaded, native[1:]):
+        expected = ngsolve.Integrate(ngsolve.InnerProduct(tree, tree), mesh)
+        assert tuple(back.dims) == tuple(tree.dims)
+        assert ngsolve.Integrate(ngsolve.InnerProduct(back, back), mesh2) == pytest.approx(expected, rel=1e-12)
+        assert ngsolve.Integrate(ngsolve.InnerProduct(theirs, theirs), mesh) == pytest.approx(expected, rel=1e-12)
+    u2.vec[:] = 0  # the trees follow the loaded GridFunction
+    assert ngsolve.Integrate(ngsolve.Norm(loaded[0]), mesh2) == pytest.approx(0.0, abs=1e-13)

@@ -52,6 +52,7 @@ def serializers() -> list[Serializer]:
     from .mesh import MeshSerializer, NetgenMeshSerializer
     from .sets import BitArraySerializer, RegionSerializer
     from .spaces import space_serializers
+    from .vectors import BaseVectorSerializer, BlockVectorSerializer, MultiVectorSerializer
 
     return [
         NetgenMeshSerializer(),
@@ -63,6 +64,9 @@ def serializers() -> list[Serializer]:
         ParameterSerializer(),
         BitArraySerializer(),
         RegionSerializer(),
+        BlockVectorSerializer(),
+        BaseVectorSerializer(),
+        MultiVectorSerializer(),
         NativeCoefficientFunctionSerializer(),
         CoefficientFunctionSerializer(),  # last: it matches every CoefficientFunction subclass
     ]
