@@ -11,7 +11,7 @@ import pytest
 from ngsolve import x, y
 
 import ngser
-from ngser.serializers import Registry
+from ngser.serializers import Registry, StateSerializer
 from ngser.serializers.ngsolve import register_all, serializers
 
 
@@ -26,7 +26,7 @@ def test_import_ngser_does_not_import_ngsolve():
 
 def test_register_all_is_idempotent_and_respects_user_names():
     registry = Registry()
-    mine = serializers()[-1]  # the CoefficientFunction serializer, registered by the user first
+    mine = next(s for s in serializers() if s.name == "ngsolve.CF")  # registered by the user first
     registry.add(mine)
     register_all(registry)
     names = registry.names()
@@ -53,3 +53,31 @@ def test_plain_pickle_keeps_working(square, fmt):
     g2, tree2 = pickle.loads(pickle.dumps([gfu, x * gfu], protocol=pickle.HIGHEST_PROTOCOL))
     assert type(g2) is ngsolve.GridFunction
     assert ngsolve.Integrate(tree2, g2.space.mesh) == pytest.approx(ngsolve.Integrate(x * gfu, square))
+
+
+def test_forms_and_integrals_are_refused_with_why_and_what_to_save(square):
+    fes = ngsolve.H1(square, order=2)
+    u, v = fes.TnT()
+    integrals = ngsolve.grad(u) * ngsolve.grad(v) * ngsolve.dx
+    a = ngsolve.BilinearForm(fes)
+    a += integrals
+    f = ngsolve.LinearForm(fes)
+    f += v * ngsolve.dx
+    cases = [(a, "a.mat"), (f, "f.vec"), (integrals, "integrand"), (integrals[0], "integrand"), (ngsolve.dx, "dx/ds")]
+    for obj, advice in cases:
+        with pytest.raises(ngser.UnsupportedTypeError, match="no access") as info:
+            ngser.dumps({"form": obj})
+        assert advice in str(info.value) and "ngser.register" not in str(info.value)
+
+
+def test_a_serializer_registered_later_wins_over_a_refusal():
+    registry = Registry()
+
+    class Thing:
+        pass
+
+    registry.refuse(Thing, "things cannot be saved; save their parts")
+    with pytest.raises(ngser.UnsupportedTypeError, match="things cannot be saved"):
+        ngser.dumps(Thing(), registry=registry)
+    registry.add(StateSerializer(Thing, "test.Thing"))
+    assert isinstance(ngser.loads(ngser.dumps(Thing(), registry=registry), registry=registry), Thing)

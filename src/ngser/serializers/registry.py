@@ -66,6 +66,8 @@ class Registry:
         #: prefix -> why its provider could not run (a library it needs is not installed)
         self._provider_errors: dict[str, str] = {}
         self._entry_points_read = False
+        #: classes known not to be serializable -> why, and what to save instead
+        self._refusals: dict[type, str] = {}
         self._lock = threading.RLock()
 
     # -- registration -------------------------------------------------------------
@@ -157,11 +159,24 @@ class Registry:
             record = self._by_name.get(name)
         return record
 
+    def refuse(self, cls: type, reason: str) -> None:
+        """Mark ``cls`` (and its subclasses) as known not to be serializable: saving one raises
+        :class:`~ngser.UnsupportedTypeError` with ``reason`` (why, and what to save instead) rather
+        than the advice to register a serializer. A serializer registered for it later wins::
+
+            registry.refuse(ngsolve.BilinearForm, "NGSolve does not expose its integrands; save a.mat")
+        """
+        with self._lock:
+            self._refusals[cls] = reason
+
     def require_type(self, cls: type, where: str = "") -> SerializerRecord:
         """:meth:`record_for_type`, or :class:`~ngser.UnsupportedTypeError` saying how to register one."""
         record = self.record_for_type(cls)
         if record is None:
             place = f" {where}" if where else ""
+            reason = next((self._refusals[c] for c in cls.__mro__ if c in self._refusals), None)
+            if reason is not None:
+                raise UnsupportedTypeError(f"cannot serialize an object of type {_qualname(cls)}{place}: {reason}")
             raise UnsupportedTypeError(
                 f"cannot serialize an object of type {_qualname(cls)}{place}: no serializer is registered "
                 f"for it. Register one, e.g. ngser.register({cls.__name__}, "

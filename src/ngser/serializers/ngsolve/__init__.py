@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..base import Serializer
     from ..registry import Registry
 
-__all__ = ["GeometryWarning", "register_all", "serializers", "warn_geometry"]
+__all__ = ["GeometryWarning", "refusals", "register_all", "serializers", "warn_geometry"]
 
 
 class GeometryWarning(UserWarning):
@@ -49,6 +49,7 @@ def serializers() -> list[Serializer]:
     )
     from .geometry import geometry_serializers
     from .gridfunction import ComponentGridFunctionSerializer, GridFunctionSerializer
+    from .linalg import linalg_serializers
     from .mesh import MeshSerializer, NetgenMeshSerializer
     from .sets import BitArraySerializer, RegionSerializer
     from .spaces import space_serializers
@@ -69,6 +70,45 @@ def serializers() -> list[Serializer]:
         MultiVectorSerializer(),
         NativeCoefficientFunctionSerializer(),
         CoefficientFunctionSerializer(),  # last: it matches every CoefficientFunction subclass
+        *linalg_serializers(),  # last: it ends with the fallback that matches every BaseMatrix
+    ]
+
+
+_NO_INTEGRANDS = (
+    "NGSolve gives Python no access to the integrands of a form (its integrators expose no coefficient and no "
+    "measure), so nothing that rebuilds it can be stored; NGSolve's own pickle cannot store it either. "
+)
+_NO_MEASURE = (
+    "NGSolve gives Python no access to the options of a measure (region, element_vb, skeleton, bonus_intorder, "
+    "deformation), so an integral cannot be stored. "
+)
+
+
+def refusals() -> list[tuple[type, str]]:
+    """NGSolve classes known not to be serializable, with why and what to save instead (the error
+    a user gets, instead of the advice to register a serializer)."""
+    import ngsolve.comp as comp
+    import ngsolve.fem as fem
+
+    integrand = (
+        "Save the integrand (a CoefficientFunction, trial and test functions excepted) and build it again in code"
+    )
+    return [
+        (
+            comp.BilinearForm,
+            _NO_INTEGRANDS + "Save the assembled matrix a.mat and the space, and build the form again "
+            "in code after loading.",
+        ),
+        (
+            comp.LinearForm,
+            _NO_INTEGRANDS + "Save the assembled vector f.vec and the space, and build the form again "
+            "in code after loading.",
+        ),
+        (fem.BFI, _NO_INTEGRANDS + integrand + "."),
+        (fem.LFI, _NO_INTEGRANDS + integrand + "."),
+        (comp.SumOfIntegrals, _NO_MEASURE + integrand + "."),
+        (comp.Integral, _NO_MEASURE + integrand + "."),
+        (comp.DifferentialSymbol, _NO_MEASURE + "Build dx/ds again in code after loading."),
     ]
 
 
@@ -82,3 +122,5 @@ def register_all(registry: Registry) -> None:
     for serializer in serializers():
         if serializer.name not in known:
             registry.add(serializer)
+    for cls, reason in refusals():
+        registry.refuse(cls, reason)
