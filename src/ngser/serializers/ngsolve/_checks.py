@@ -45,6 +45,9 @@ _SPARE_NAMES = 64
 #: and names (user-chosen bc numbers of a CSG geometry, say), bounding what NGSolve allocates.
 _SPARE_NUMBERS = 100_000
 _INT32 = 2**31 - 1
+#: The largest hp-refinement mark (``singular``) a file may give: netgen refines a mark's worth
+#: of levels towards it, and marks are small numbers (geom2d's hpref, 1 or 2).
+_MAX_MARK = 1e6
 
 
 def require_dict(state: Any, what: str) -> dict[str, Any]:
@@ -125,6 +128,12 @@ def _descriptors(value: Any, fields: dict[str, type], what: str, required: bool 
                 int_in(field, -1, _INT32, f"netgen.Mesh: {what} field {key}")
             elif kind is str and type(field) is not str:
                 raise StateError(f"netgen.Mesh: {what} field {key} must be a string")
+            elif kind is float and not (type(field) is float and -_MAX_MARK <= field <= _MAX_MARK):
+                raise StateError(f"netgen.Mesh: {what} field {key} must be a number from 0 to {_MAX_MARK}")
+            elif kind is tuple and not (
+                type(field) is list and len(field) == 4 and all(type(x) is float and 0.0 <= x <= 1.0 for x in field)
+            ):
+                raise StateError(f"netgen.Mesh: {what} field {key} must be four numbers from 0 to 1 (RGB, alpha)")
             elif kind is list and not (
                 type(field) in (list, tuple)
                 and len(field) == 2
@@ -152,6 +161,11 @@ def checked_mesh_state(raw: Any) -> dict[str, Any]:
         "face_descriptors",
         required=True,
     )
+    _descriptors(
+        faces,
+        {"tlosurf": int, "color": tuple, "domin_singular": float, "domout_singular": float},
+        "face_descriptors",
+    )
     edges = _descriptors(
         state.get("edge_descriptors", []),
         {
@@ -163,6 +177,8 @@ def checked_mesh_state(raw: Any) -> dict[str, Any]:
             "fdindex": int,
             "tlosurf": int,
             "name": str,
+            "singedge_left": float,
+            "singedge_right": float,
         },
         "edge_descriptors",
     )
@@ -225,7 +241,31 @@ def checked_mesh_state(raw: Any) -> dict[str, Any]:
     if idents.size and int(idents[:, 2].max()) > len(kinds):
         raise StateError("netgen.Mesh: an identification number has no identification type")
     int_in(state.get("curve_order", 1), 1, MAX_CURVE_ORDER, "netgen.Mesh: curve_order")
+    _check_marks(state, npoints, len(elements[1][1]) if 1 in elements else 0)
     return state
+
+
+def _marks(state: dict[str, Any], key: str, count: int) -> np.ndarray[Any, Any]:
+    marks = _array(state, key, "f", 1, "netgen.Mesh")
+    if len(marks) != count or not np.isfinite(marks).all() or (marks.size and np.abs(marks).max() > _MAX_MARK):
+        raise StateError(
+            f"netgen.Mesh: {key} must hold {count} finite hp-refinement marks from -{_MAX_MARK} to {_MAX_MARK}"
+        )
+    return marks
+
+
+def _check_marks(state: dict[str, Any], npoints: int, segments: int) -> None:
+    """The hp-refinement marks: one per segment (``elements1d_singular``); points by 1-based
+    number, each once, with one mark each (``singular_points``, ``singular_points_values``)."""
+    if "elements1d_singular" in state:
+        _marks(state, "elements1d_singular", segments)
+    if "singular_points" in state or "singular_points_values" in state:
+        numbers = _array(state, "singular_points", "iu", 1, "netgen.Mesh")
+        if numbers.size and (int(numbers.min()) < 1 or int(numbers.max()) > npoints):
+            raise StateError(f"netgen.Mesh: singular_points names points outside 1..{npoints}")
+        if len(np.unique(numbers)) != len(numbers):
+            raise StateError("netgen.Mesh: singular_points names a point twice")
+        _marks(state, "singular_points_values", len(numbers))
 
 
 def _check_vertices(verts: np.ndarray[Any, Any], d: int, npoints: int) -> None:

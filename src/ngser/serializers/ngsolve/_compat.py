@@ -22,6 +22,8 @@ newer netgen (6.2.2608)                            older netgen (6.2.2501)
 ``AddElements`` builds every 3D element up to 10   only tetrahedra (4 points): the others are
 points (not 13, 15, 20)                            added one by one (``Element3D``)
 ``netgen.__version__``                             ``netgen.config.version`` only
+``EdgeDescriptor.singedge_left/right`` (hp marks)  marks on the segments: ``Element1D.singular``
+                                                   (reads the left one, sets both)
 ``Curve(p)`` of a rebuilt mesh recomputes the      segments keep their own geometry data
 curvature from the geometry                        (``edgenr``, edge parameters) that
                                                    ``AddElements`` leaves unset: curving a
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import tempfile
 from typing import Any
 
@@ -50,12 +53,18 @@ __all__ = [
     "add_elements",
     "add_segments",
     "curve_order",
+    "face_descriptor_state",
+    "face_descriptors",
     "curves_rebuilt_meshes",
     "element_table",
     "identification_kind",
     "identifications",
     "netgen_version",
+    "point_singularities",
+    "segment_singularities",
     "segments_carry_edgenr",
+    "set_point_singularities",
+    "set_segment_singularities",
     "types_from_counts",
 ]
 
@@ -243,3 +252,102 @@ def _numbers_after(lines: list[str], start: int, per_item: int) -> list[int]:
             break
         values.extend(int(tok) for tok in line.split())
     return values[: count * per_item]
+
+
+#: netgen's default colour of a face descriptor (RGB and transparency).
+DEFAULT_COLOR = (0.0, 1.0, 0.0, 1.0)
+_TLOSURF = re.compile(r"tlosurf = (-?\d+)")
+
+
+def face_descriptor_state(fd: Any) -> dict[str, Any]:
+    """A face descriptor's fields: numbers and name, its top-level surface (``tlosurf``, which
+    Python reads only from the descriptor's text form), colour with transparency and the hp
+    marks of its two sides."""
+    match = _TLOSURF.search(str(fd))
+    return {
+        "surfnr": int(fd.surfnr),
+        "domin": int(fd.domin),
+        "domout": int(fd.domout),
+        "bc": int(fd.bc),
+        "bcname": str(fd.bcname),
+        "tlosurf": int(match.group(1)) if match else -1,
+        "color": [*(float(c) for c in tuple(fd.color)[:3]), float(fd.transparency)],  # 6.2.2608 gives 4
+        "domin_singular": float(fd.domin_singular),
+        "domout_singular": float(fd.domout_singular),
+    }
+
+
+def face_descriptors(states: list[dict[str, Any]]) -> list[Any]:
+    """``FaceDescriptor`` objects of checked :func:`face_descriptor_state` states (fields a file
+    lacks keep netgen's defaults). Python cannot set ``tlosurf``: descriptors with one are read
+    from a ``.vol`` text holding only them, written from the checked integers, and copied."""
+    if any(fd.get("tlosurf", -1) != -1 for fd in states):
+        made = _descriptors_from_vol(states)
+    else:
+        made = [
+            nm.FaceDescriptor(surfnr=fd["surfnr"], domin=fd["domin"], domout=fd["domout"], bc=fd["bc"]) for fd in states
+        ]
+    for desc, fd in zip(made, states):
+        desc.bcname = str(fd["bcname"])
+        color = fd.get("color")
+        if color is not None and tuple(color) != DEFAULT_COLOR:
+            desc.color = tuple(color[:3])
+            desc.transparency = color[3]
+        for key in ("domin_singular", "domout_singular"):
+            if fd.get(key):
+                setattr(desc, key, fd[key])
+    return made
+
+
+def _descriptors_from_vol(states: list[dict[str, Any]]) -> list[Any]:
+    rows = [f"{fd['surfnr']} {fd['domin']} {fd['domout']} {fd.get('tlosurf', -1)} {fd['bc']}" for fd in states]
+    text = "mesh3d\ndimension\n3\nfacedescriptors\n{}\n{}\n\nendmesh\n".format(len(rows), "\n".join(rows))
+    with tempfile.TemporaryDirectory(prefix="ngser-") as tmp:
+        path = os.path.join(tmp, "descriptors.vol")
+        with open(path, "w", encoding="ascii") as f:
+            f.write(text)
+        scratch = nm.Mesh()
+        scratch.Load(path)
+    made = [nm.FaceDescriptor(fd) for fd in scratch.FaceDescriptors()]
+    if len(made) != len(states):  # netgen read another count: never expected from checked integers
+        raise StateError(f"netgen.Mesh: netgen read {len(made)} of {len(states)} face descriptors")
+    return made
+
+
+def point_singularities(ngmesh: Any) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The points with an hp-refinement mark (``MeshPoint.singular`` not 0): 1-based numbers
+    (int32) and marks (float64)."""
+    points = ngmesh.Points()
+    marks = np.fromiter((p.singular for p in points), dtype=np.float64, count=len(points))
+    where = np.flatnonzero(marks)
+    return (where + 1).astype(np.int32), marks[where]
+
+
+def set_point_singularities(ngmesh: Any, numbers: np.ndarray[Any, Any], marks: np.ndarray[Any, Any]) -> None:
+    points = ngmesh.Points()
+    for nr, mark in zip(numbers.tolist(), marks.tolist()):
+        points[nm.PointId(nr)].singular = mark
+
+
+def segment_singularities(ngmesh: Any) -> np.ndarray[Any, Any] | None:
+    """For a netgen without edge descriptors: every segment's hp mark (``Element1D.singular``,
+    the left one; netgen's Python API gives no other), or None when no segment has one."""
+    if HAS_EDGE_DESCRIPTORS:
+        return None
+    marks = np.fromiter((s.singular for s in ngmesh.Elements1D()), dtype=np.float64)
+    return marks if marks.any() else None
+
+
+def set_segment_singularities(ngmesh: Any, marks: np.ndarray[Any, Any], descriptors: list[Any]) -> None:
+    """Set the segments' hp marks (one per segment): on a netgen with edge descriptors on the
+    descriptor each segment names (left and right), which holds them there, otherwise on the
+    segments themselves."""
+    segments = ngmesh.Elements1D()
+    if HAS_EDGE_DESCRIPTORS:
+        index = np.asarray(segments.NumPy()["index"], dtype=np.int64)
+        for i, mark in zip(index.tolist(), marks.tolist()):
+            if mark and 1 <= i <= len(descriptors):
+                descriptors[i - 1].singedge_left = descriptors[i - 1].singedge_right = mark
+        return
+    for i in np.flatnonzero(marks).tolist():
+        segments[nm.ElementId1D(i)].singular = float(marks[i])

@@ -28,17 +28,25 @@ from ._compat import (
     curve_order,
     curves_rebuilt_meshes,
     element_table,
+    face_descriptor_state,
+    face_descriptors,
     identification_kind,
     identifications,
+    point_singularities,
+    segment_singularities,
     segments_carry_edgenr,
+    set_point_singularities,
+    set_segment_singularities,
 )
 from ._curvature import apply_curvature, checked_curvature, dump_curvature, file_curvature, matches_measures
+from ._deformation import apply_deformation, dump_deformation
 from .geometry import MissingGeometry, is_real_geometry, warn_cannot_curve, warn_curvature_lost
 
 __all__ = ["NetgenMeshSerializer", "MeshSerializer", "dump_netgen_mesh", "load_netgen_mesh"]
 
-_FD_FIELDS = ("surfnr", "domin", "domout", "bc", "bcname")
 _ED_FIELDS = ("index", "edgenr", "surfnr", "domin", "domout", "fdindex", "tlosurf", "name")
+#: The hp-refinement marks of an edge descriptor (floats; files of older ngser lack them).
+_ED_MARKS = ("singedge_left", "singedge_right")
 
 #: netgen meshes rebuilt without the geometry their file named (it could not be rebuilt).
 _LOST_GEOMETRY: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -80,15 +88,21 @@ def dump_netgen_mesh(ngmesh: Any) -> dict[str, Any]:
     # "default"): store the name NGSolve shows, so that files of both versions agree.
     if len(state["region_names"]) > 1:
         state["region_names"][1] = [name or "default" for name in state["region_names"][1]]
-    state["face_descriptors"] = [
-        {"surfnr": fd.surfnr, "domin": fd.domin, "domout": fd.domout, "bc": fd.bc, "bcname": fd.bcname}
-        for fd in ngmesh.FaceDescriptors()
-    ]
+    state["face_descriptors"] = [face_descriptor_state(fd) for fd in ngmesh.FaceDescriptors()]
     # Older netgen has no edge descriptors (its segments name their codim-2 region themselves).
     state["edge_descriptors"] = [
-        {key: (list(getattr(ed, key)) if key == "surfnr" else getattr(ed, key)) for key in _ED_FIELDS}
-        for ed in (ngmesh.EdgeDescriptors() if hasattr(ngmesh, "EdgeDescriptors") else [])
+        {
+            **{key: (list(getattr(ed, key)) if key == "surfnr" else getattr(ed, key)) for key in _ED_FIELDS},
+            **{key: float(getattr(ed, key)) for key in _ED_MARKS},
+        }
+        for ed in (ngmesh.EdgeDescriptors() if HAS_EDGE_DESCRIPTORS else [])
     ]
+    marks = segment_singularities(ngmesh)  # older netgen: the hp marks are on the segments
+    if marks is not None:
+        state["elements1d_singular"] = marks
+    numbers, values = point_singularities(ngmesh)
+    if len(numbers):
+        state["singular_points"], state["singular_points_values"] = numbers, values
     state["identifications"], state["identification_types"] = identifications(ngmesh)
     state["curve_order"] = order = curve_order(ngmesh)
     if order > 1:
@@ -137,17 +151,13 @@ def load_netgen_mesh(state: dict[str, Any]) -> Any:
             raise StateError(f"netgen.Mesh: geometry must refer to a netgen geometry, not {type(geometry).__name__}")
         ngmesh.SetGeometry(geometry)
     ngmesh.AddPoints(points)
-    for fd in state.get("face_descriptors", []):
-        desc = nm.FaceDescriptor(
-            surfnr=int(fd["surfnr"]), domin=int(fd["domin"]), domout=int(fd["domout"]), bc=int(fd["bc"])
-        )
-        desc.bcname = str(fd["bcname"])
+    for desc in face_descriptors(state.get("face_descriptors", [])):
         ngmesh.Add(desc)
     # An older netgen has no edge descriptors: its segments carry their codim-2 region number
     # (the stored index) themselves, and the names come from region_names.
     for ed in state.get("edge_descriptors", []) if HAS_EDGE_DESCRIPTORS else []:
         desc = nm.EdgeDescriptor()
-        for key in _ED_FIELDS:
+        for key in (*_ED_FIELDS, *_ED_MARKS):
             if key in ed:
                 setattr(desc, key, tuple(ed[key]) if key == "surfnr" else ed[key])
         ngmesh.Add(desc)
@@ -165,6 +175,7 @@ def load_netgen_mesh(state: dict[str, Any]) -> Any:
         for v, i in zip(verts[:, 0].tolist() if verts.size else [], index.tolist()):
             ngmesh.Add(nm.Element0D(nm.PointId(v), index=i))
     _set_names(ngmesh, state.get("region_names", []))
+    _set_marks(ngmesh, state)
     idents = np.asarray(state.get("identifications", np.zeros((0, 3), np.int32)))
     types = state.get("identification_types", [])
     kinds = [identification_kind(name) for name in types]
@@ -173,6 +184,28 @@ def load_netgen_mesh(state: dict[str, Any]) -> Any:
         ngmesh.AddPointIdentification(nm.PointId(p1), nm.PointId(p2), identnr=nr, type=kind)
     _check_types(ngmesh, state, dim)
     return ngmesh
+
+
+def _set_marks(ngmesh: Any, state: dict[str, Any]) -> None:
+    """The hp-refinement marks of points and segments (checked by :func:`checked_mesh_state`)."""
+    if "singular_points" in state:
+        set_point_singularities(ngmesh, np.asarray(state["singular_points"]), state["singular_points_values"])
+    marks, stored = state.get("elements1d_singular"), state.get("edge_descriptors", [])
+    if HAS_EDGE_DESCRIPTORS:
+        # the descriptors hold the marks; a file of a netgen without them has them per segment
+        if marks is not None and not any(key in ed for ed in stored for key in _ED_MARKS):
+            set_segment_singularities(ngmesh, np.asarray(marks, dtype=np.float64), ngmesh.EdgeDescriptors())
+        return
+    if marks is None:
+        # a file of a netgen with edge descriptors: each segment gets the (left) mark of the
+        # descriptor its index names
+        table = np.array([float(ed.get("singedge_left", 0.0)) for ed in stored], dtype=np.float64)
+        index = np.asarray(state.get("elements1d_index", np.zeros(0, np.int32)), dtype=np.int64)
+        if not (table.any() and index.size):
+            return
+        inside = (index >= 1) & (index <= len(table))
+        marks = np.where(inside, table[np.clip(index - 1, 0, len(table) - 1)], 0.0)
+    set_segment_singularities(ngmesh, np.asarray(marks, dtype=np.float64), [])
 
 
 def _edge_numbers(state: dict[str, Any], index: np.ndarray, dim: int) -> np.ndarray:
@@ -195,7 +228,9 @@ def _set_names(ngmesh: Any, names: list[list[str]]) -> None:
         lambda i, n: ngmesh.SetMaterial(i + 1, n),
         lambda i, n: ngmesh.SetBCName(i, n),
         lambda i, n: ngmesh.SetCD2Name(i + 1, n),
-        lambda i, n: ngmesh.SetCD3Name(i + 1, n),
+        # an unnamed codim-3 region is a null name in netgen, which only "default" sets ("" would
+        # be a name of its own, written to the .vol text)
+        lambda i, n: ngmesh.SetCD3Name(i + 1, n or "default"),
     ]
     for codim, level in enumerate(names):
         current = list(ngmesh.GetRegionNames(codim=codim))  # once per level: linear in the names
@@ -257,8 +292,9 @@ class NetgenMeshSerializer(Serializer):
 
 
 class MeshSerializer(Serializer):
-    """``ngsolve.Mesh``: a reference to its netgen mesh (shared) plus its curve order, and the
-    curvature when it came from a file onto a straight netgen mesh (see :mod:`._curvature`)."""
+    """``ngsolve.Mesh``: a reference to its netgen mesh (shared) plus its curve order, the
+    curvature when it came from a file onto a straight netgen mesh (see :mod:`._curvature`) and
+    the user's deformation (see :mod:`._deformation`)."""
 
     name = "ngsolve.Mesh"
     version = 1
@@ -270,6 +306,9 @@ class MeshSerializer(Serializer):
         if curvature is not None:
             state["curve_order"] = curvature["order"]
             state["curvature"] = curvature
+        deformation = dump_deformation(obj)  # a user's SetDeformation (not a file's curvature)
+        if deformation is not None:
+            state["deformation"] = deformation
         return state
 
     def load(self, state: Any) -> Any:
@@ -296,4 +335,6 @@ class MeshSerializer(Serializer):
                 _LEFT_STRAIGHT.add(ngmesh)
             else:
                 mesh.Curve(order)
+        if state.get("deformation") is not None:
+            apply_deformation(mesh, state["deformation"])  # after the curvature, which it adds to
         return mesh

@@ -22,6 +22,7 @@ from ..base import Serializer
 from ._archive_read import periodic_fields
 from ._checks import MAX_COMPONENTS, checked_periodic, int_in, require_dict
 from ._compat import identifications
+from ._dof_order import put_values, rebuilt_order, stored_values
 from ._flags import dump_flags, flag_values, load_flags, storable
 from .native import archive_state, restore_archive
 
@@ -200,13 +201,26 @@ class CompressSerializer(Serializer):
 
     def dump(self, obj: Any) -> Any:
         space, active = obj.__reduce_ex__(2)[2]
-        return {"space": space, "active_dofs": None if active is None else np.asarray(active, dtype=bool).copy()}
+        if active is None:
+            return {"space": space, "active_dofs": None}
+        bits, dof_order = stored_values(np.asarray(active, dtype=bool).copy(), space, "a Compress space")
+        state = {"space": space, "active_dofs": bits}
+        if dof_order is not None:  # a refined mesh: the bits in the order a rebuilt mesh reproduces
+            state["dof_order"] = dof_order
+        return state
 
     def load(self, state: Any) -> Any:
         state = require_dict(state, self.name)
         space = _space_at(state, "space", self.name)
         active = state.get("active_dofs")
-        if active is not None and not (
+        order = None
+        if isinstance(active, np.ndarray) and active.dtype == np.bool_ and active.ndim == 1:
+            order = rebuilt_order(state, space, active.size, f"the active dofs of {self.name}")
+        if order is not None:
+            in_space_order = np.zeros(space.ndof, dtype=bool)
+            put_values(in_space_order, order, int(space.ndof), active, f"the active dofs of {self.name}")
+            active = in_space_order
+        elif active is not None and not (
             isinstance(active, np.ndarray) and active.dtype == np.bool_ and active.shape == (space.ndof,)
         ):
             raise StateError(f"{self.name}: active_dofs must be None or a bool array of the space's {space.ndof} dofs")
