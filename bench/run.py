@@ -268,6 +268,36 @@ def bench_curved(tmp: Path, quick: bool) -> None:
     report(f"curved mesh of order 2 ({mesh.ne:,} tets) vs native pickle (no target)", rows)
 
 
+def bench_refined(tmp: Path, quick: bool) -> None:
+    """A GridFunction on a locally refined mesh: ngser stores its values in node order (native
+    pickle is faster here, and loads other values)."""
+    try:
+        from netgen.geom2d import unit_square
+        from ngsolve import H1, GridFunction, Mesh, x, y
+    except ImportError:
+        print("\n## refined: NGSolve not installed")
+        return
+    mesh = Mesh(unit_square.GenerateMesh(maxh=0.02 if quick else 0.006))
+    for el in mesh.Elements():
+        mesh.SetRefinementFlag(el, el.nr % 3 == 0)
+    mesh.Refine()
+    gfu = GridFunction(H1(mesh, order=3))
+    gfu.Set(x * y)
+
+    def native() -> None:
+        with open(tmp / "refined.pkl", "wb") as f:
+            pickle.dump(gfu, f, protocol=5)
+        with open(tmp / "refined.pkl", "rb") as f:
+            pickle.load(f)
+
+    path = tmp / "refined.msgpack"
+    times = timed({"native": native, "ngser": lambda: save_load(gfu, path)}, repeat=3, settle=settle_io)
+    native_mb = size(tmp / "refined.pkl") / 1e6
+    note = f"{gfu.space.ndof:,} dofs; file {size(path) / 1e6:.1f} MB (native pickle {native_mb:.1f} MB)"
+    rows = [times.row("ngser msgpack save+load (values in node order)", "ngser", "native", note)]
+    report(f"order-3 GridFunction on a locally refined mesh ({mesh.ne:,} triangles) vs native pickle (no target)", rows)
+
+
 SECTIONS = {
     "arrays": bench_arrays,
     "hdf5": bench_hdf5,
@@ -275,6 +305,7 @@ SECTIONS = {
     "owners": bench_owners,
     "ngsolve": bench_ngsolve,
     "curved": bench_curved,
+    "refined": bench_refined,
 }
 
 

@@ -1,8 +1,8 @@
 """A crafted-state fuzzer of NGSolve files: no edited file crashes, hangs or surprises the loader.
 
 A real file (curved and periodic meshes, spaces of several kinds, real and complex GridFunctions,
-expression trees of every structured kind, Parameters, BitArrays and Regions) is read as a graph; each case edits one
-value of one node's state (a number, a string, a list, an array's values, dtype or shape, a
+expression trees of every structured kind, Parameters, BitArrays, Regions, vectors and matrices) is read as a
+graph; each case edits one value of one node's state (a number, a string, a list, an array's values, dtype or shape, a
 reference, a missing key) with a seeded random choice, and the graph is written again with
 ngser's own writer, so every checksum matches and the NGSolve serializers themselves are what is
 tested. All cases are loaded without trust in child processes; each must load or end in an
@@ -78,7 +78,22 @@ def _objects() -> Any:
         InnerProduct(v, v) + grad(v)[0, 1],
     ]
     sets = [per.FreeDofs(), disk.Materials("disk"), ball.Boundaries("sphere|left")]
-    return {"meshes": [disk, ball, periodic], "gfs": [u, v, c, p, w], "trees": trees, "k": k, "sets": sets}
+    trial, test = h1.TnT()
+    form = ngsolve.BilinearForm(h1)
+    form += grad(trial) * grad(test) * ngsolve.dx + trial * test * ngsolve.dx
+    form.Assemble()
+    matrices = [form.mat, ngsolve.Projector(h1.FreeDofs(), True) @ form.mat.T + ngsolve.IdentityMatrix(h1.ndof)]
+    mv = ngsolve.MultiVector(c.vec, 2)
+    vectors = [u.vec, c.vec, ngsolve.la.BaseVector(np.arange(5.0)), mv, ngsolve.BlockVector([v.vec, u.vec])]
+    return {
+        "meshes": [disk, ball, periodic],
+        "gfs": [u, v, c, p, w],
+        "trees": trees,
+        "k": k,
+        "sets": sets,
+        "vectors": vectors,
+        "matrices": matrices,
+    }
 
 
 def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
