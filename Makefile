@@ -33,6 +33,7 @@ $(OLDEST_STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) examples/tutorial.py
+	$(PY) examples/heat_checkpoint.py
 
 # The whole suite under the newest NGSolve, then the NGSolve tests under the oldest.
 test: $(STAMP)

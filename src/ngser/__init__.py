@@ -12,7 +12,7 @@ serializer.
 
 from __future__ import annotations
 
-from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from . import _moved
 from ._version import __version__
@@ -37,6 +37,9 @@ from .errors import (
 from .graph import Graph, RawNode
 from .serializers import Registry, Serializer, default_registry, migration, register, unregister
 from .view import ArrayInfo, FileView, open
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
 
 __all__ = [
     "__version__",
@@ -75,12 +78,17 @@ __all__ = [
     "ArgumentError",
     "NotFoundError",
     "StateError",
+    "Checkpoint",
 ]
 
 _moved.install()  # ngser.registry, ngser.serializer, ... of ngser 0.1 stay importable
 
 
-def __getattr__(name: str) -> ModuleType:
+def __getattr__(name: str) -> Any:
+    if name == "Checkpoint":  # imported on first use: it needs h5py, which `import ngser` does not load
+        from .checkpoint import Checkpoint
+
+        return Checkpoint
     return _moved.attribute(name)
 
 

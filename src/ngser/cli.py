@@ -101,6 +101,11 @@ def _info(args: argparse.Namespace) -> int:
 
     limit = None if args.all else args.lines
     depth = sys.maxsize if args.all else args.depth
+    from .checkpoint._describe import describe_checkpoint, is_checkpoint
+
+    if is_checkpoint(args.file):
+        print(describe_checkpoint(args.file))
+        return 0
     with FileView(args.file) as view:
         text = describe(view.graph, args.file, view.format, max_lines=limit, max_depth=depth)
     print(text)
@@ -349,8 +354,13 @@ class _ProgressArray(ArrayNode):
 # -- verify ------------------------------------------------------------------------------
 def _verify(args: argparse.Namespace) -> int:
     status = 0
+    from .checkpoint._describe import is_checkpoint, verify_checkpoint
+
     for path in args.files:
         try:
+            if is_checkpoint(path):
+                print(f"{path}: {verify_checkpoint(path)}")
+                continue
             graph = _checked_graph(path)
         except NgserError as exc:
             message = " ".join(str(exc).split())

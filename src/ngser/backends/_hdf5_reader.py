@@ -47,6 +47,11 @@ def read_file(file: h5py.File, source: str, *, lazy: bool = False, limits: Limit
     def attr(name: str) -> Any:
         return inspector.attribute(group, layout.GROUP, name)
 
+    if attr("kind") in (b"checkpoint", "checkpoint"):
+        raise FormatError(
+            f"{source}: an ngser checkpoint (a time series), not a single saved object: open it with "
+            "ngser.Checkpoint(path, mode='r') and load a step with .load(i)"
+        )
     version = attr("format")
     check_format(int(version) if isinstance(version, np.integer) else version, source)
     writers_text, version_text = _text(attr("writers"), "writers", source), _text(attr("ngser"), "ngser", source)

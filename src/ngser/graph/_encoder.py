@@ -12,6 +12,7 @@ serializer is two-phase. Plain containers are walked recursively up to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,9 +34,18 @@ class Encoder:
     ``fallback`` is the record of the serializer for objects whose class has none.
     """
 
-    def __init__(self, registry: Registry | None = None, fallback: SerializerRecord | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        fallback: SerializerRecord | None = None,
+        substitute: Callable[[Any, SerializerRecord], Any] | None = None,
+    ) -> None:
         self.registry = registry if registry is not None else default_registry
         self.fallback = fallback
+        #: ``substitute(obj, record) -> stand-in or None``, asked for every new object whose
+        #: serializer has a ``fingerprint`` (a checkpoint stores such objects once, and puts
+        #: a reference to the stored one in their place).
+        self.substitute = substitute
         self._memo: dict[int, Ref] = {}
         self._keep: list[Any] = []
         self._status: list[int] = []
@@ -246,19 +256,24 @@ class Encoder:
         if serializer is None:
             serializer = self._serializer_for(t)
             self.writers[serializer.name] = serializer.version
-            if serializer.canonical is None:
+            if serializer.canonical is None and (self.substitute is None or serializer.fingerprint is None):
                 self._plain.add(t)
-        if serializer.canonical is not None:
+        stand_in = v
+        if self.substitute is not None and serializer.fingerprint is not None:
+            stand_in = self.substitute(v, serializer)
+            if stand_in is None:
+                stand_in = v
+        if stand_in is v and serializer.canonical is not None:
             stand_in = serializer.canonical(v, self._canonical_cache)
-            if stand_in is not v:
-                ref = self._memo.get(id(stand_in))
-                if ref is None:
-                    ref = self._object(stand_in)
-                else:
-                    self._deps.append(ref)
-                self._memo[id(v)] = ref
-                self._aliases.append(v)  # keep it alive: its id must not be reused during the pass
-                return ref
+        if stand_in is not v:
+            ref = self._memo.get(id(stand_in))
+            if ref is None:
+                ref = self._object(stand_in)
+            else:
+                self._deps.append(ref)
+            self._memo[id(v)] = ref
+            self._aliases.append(v)  # keep it alive: its id must not be reused during the pass
+            return ref
         ref = self._new_ref(v, _NEW)
         self._deps.append(ref)
         return ref

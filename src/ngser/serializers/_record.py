@@ -60,6 +60,8 @@ class SerializerRecord:
     load_untrusted: Callable[[Any], Any] | None = None
     #: What loading a ``trusted_only`` node runs (:attr:`Serializer.trusted_reason`).
     trusted_reason: str = ""
+    #: ``fingerprint(obj) -> hashable`` or ``None`` (see :attr:`Serializer.fingerprint`)
+    fingerprint: Callable[[Any], Any] | None = None
 
     @property
     def two_phase(self) -> bool:
@@ -144,4 +146,5 @@ def record_of(serializer: Serializer) -> SerializerRecord:
         pickle_build=pickle_build,
         load_untrusted=serializer.load_untrusted if _overrides(serializer, "load_untrusted", Serializer) else None,
         trusted_reason=str(getattr(serializer, "trusted_reason", "") or ""),
+        fingerprint=getattr(serializer, "fingerprint", None),
     )

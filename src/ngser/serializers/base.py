@@ -64,6 +64,9 @@ class Serializer:
         (``"its bytes go to NGSolve's archive reader unchecked"``).
     ``canonical``
         Optional method mapping an object to the one that stands for it (wrapper identity).
+    ``fingerprint``
+        Optional method: a cheap value that changes when the object changes (checkpoints store
+        objects that have one once, see :class:`~ngser.Checkpoint`).
     """
 
     name: str = ""
@@ -79,6 +82,11 @@ class Serializer:
     #: pickle shim calls it too, with one lasting ``weakref.WeakValueDictionary`` (it cannot
     #: tell pickling calls apart): check that an entry found still stands for ``obj``.
     canonical: Callable[[Any, MutableMapping[Any, Any]], Any] | None = None
+    #: Optional ``fingerprint(obj) -> hashable``, for objects that usually stay the same from one
+    #: save to the next (meshes, spaces, geometries): a cheap value that changes whenever the
+    #: object's state may have changed. A :class:`~ngser.Checkpoint` stores such an object once
+    #: and refers to it from later steps while its fingerprint is unchanged. Define it as a method.
+    fingerprint: Callable[[Any], Any] | None = None
 
     def dump(self, obj: Any) -> Any:
         """Return the state of ``obj``: any value ngser can serialize.

@@ -148,5 +148,8 @@ def register_all(registry: Registry) -> None:
     """Register the ``ngser.*`` names and the standard types (run by the registry on first need)."""
     # No types: the fallback is found by name when loading, never chosen for an object.
     registry.add(CLOUDPICKLE, replace=True)
+    from .stored import StoredSerializer
+
+    registry.add(StoredSerializer(), replace=True)
     for serializer in STANDARD:
         registry.add(serializer, replace=True)

@@ -40,6 +40,7 @@ from ._compat import (
 )
 from ._curvature import apply_curvature, checked_curvature, dump_curvature, file_curvature, matches_measures
 from ._deformation import apply_deformation, dump_deformation
+from ._fingerprints import mesh_fingerprint, netgen_mesh_fingerprint
 from .geometry import MissingGeometry, is_real_geometry, warn_cannot_curve, warn_curvature_lost
 
 __all__ = ["NetgenMeshSerializer", "MeshSerializer", "dump_netgen_mesh", "load_netgen_mesh"]
@@ -263,6 +264,10 @@ class NetgenMeshSerializer(Serializer):
     version = 1
     types = (nm.Mesh,)
 
+    def fingerprint(self, obj: Any) -> Any:
+        """Checkpoints store it once while this stays the same (:mod:`._fingerprints`)."""
+        return netgen_mesh_fingerprint(obj)
+
     def dump(self, obj: Any) -> Any:
         return dump_netgen_mesh(obj)
 
@@ -299,6 +304,10 @@ class MeshSerializer(Serializer):
     name = "ngsolve.Mesh"
     version = 1
     types = (ngsolve.Mesh,)
+
+    def fingerprint(self, obj: Any) -> Any:
+        """Checkpoints store it once while this stays the same (:mod:`._fingerprints`)."""
+        return mesh_fingerprint(obj)
 
     def dump(self, obj: Any) -> Any:
         state: dict[str, Any] = {"ngmesh": obj.ngmesh, "curve_order": int(obj.GetCurveOrder())}

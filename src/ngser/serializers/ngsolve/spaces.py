@@ -23,6 +23,7 @@ from ._archive_read import periodic_fields
 from ._checks import MAX_COMPONENTS, checked_periodic, int_in, require_dict
 from ._compat import identifications
 from ._dof_order import put_values, rebuilt_order, stored_values
+from ._fingerprints import space_fingerprint
 from ._flags import dump_flags, flag_values, load_flags, storable
 from .native import archive_state, restore_archive
 
@@ -103,6 +104,10 @@ class FESpaceSerializer(Serializer):
     version = 1
     types = (comp.FESpace,)
     subclasses = True
+
+    def fingerprint(self, obj: Any) -> Any:
+        """Checkpoints store it once while this stays the same (:mod:`._fingerprints`)."""
+        return space_fingerprint(obj)
 
     def dump(self, obj: Any) -> Any:
         cls_name = type(obj).__name__
