@@ -14,7 +14,7 @@ OLDEST_PY := $(OLDEST_VENV)/bin/python
 # The stamp names the version: changing NGSOLVE_OLDEST reinstalls.
 OLDEST_STAMP := $(OLDEST_VENV)/.ngser-installed-ngsolve-$(NGSOLVE_OLDEST)
 # What runs under the oldest NGSolve: the NGSolve tests and the fixtures (files of both versions).
-OLDEST_TESTS := tests/ngsolve tests/test_fixtures.py
+OLDEST_TESTS := tests/ngsolve tests/test_fixtures.py tests/test_vtkhdf.py
 
 .PHONY: demo test test-ngsolve-oldest fixtures-ngsolve-oldest bench lint clean
 

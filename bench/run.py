@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 
 import ngser
+from checkpoint_cases import bench_checkpoint
 from common import Row, report, settle_io, size, timed
 from ngser.backends import available
 
@@ -306,6 +307,7 @@ SECTIONS = {
     "ngsolve": bench_ngsolve,
     "curved": bench_curved,
     "refined": bench_refined,
+    "checkpoint": bench_checkpoint,
 }
 
 

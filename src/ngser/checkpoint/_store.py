@@ -177,9 +177,13 @@ class Store:
         """A copy of this checkpoint with room for ``need`` (at least twice the old room of
         whatever was short), renamed over this file; this store is closed."""
         old = self.capacity()
+        # Twice the old room, and at least twice what is needed now: a series of big steps copies
+        # its data a few times at the start, then rarely.
         room = Capacity(
             *(
-                max(getattr(old, f), 2 * getattr(old, f) if getattr(need, f) > getattr(old, f) else 0, getattr(need, f))
+                max(getattr(old, f), 2 * getattr(old, f), 2 * getattr(need, f))
+                if getattr(need, f) > getattr(old, f)
+                else getattr(old, f)
                 for f in ("data", "segments", "deps", "steps")
             )
         )
@@ -191,10 +195,7 @@ class Store:
                 itemsize = np.dtype(TABLES[name][0]).itemsize * TABLES[name][1]
                 data = os.pread(self.fd, count * itemsize, self.offsets[name][0])
                 os.pwrite(fd, data, offsets[name][0])
-            block = 1 << 24
-            for at in range(0, state.data_end, block):
-                n = min(block, state.data_end - at)
-                os.pwrite(fd, os.pread(self.fd, n, self.offsets["data"][0] + at), offsets["data"][0] + at)
+            _copy(self.fd, self.offsets["data"][0], fd, offsets["data"][0], state.data_end)
             os.pwrite(fd, slot(state).tobytes(), offsets["commits"][0] + (state.seq % 2) * SLOT * 8)
 
         create_file(self.path, room, fill)
@@ -269,3 +270,25 @@ class Append:
         store._steps = np.append(store._steps, root_segment)
         store._times = np.append(store._times, time)
         return store
+
+
+def _copy(src: int, src_at: int, dst: int, dst_at: int, length: int) -> None:
+    """Copy ``length`` bytes between two files, in the kernel where it can (``copy_file_range``)."""
+    done = 0
+    copy_range = getattr(os, "copy_file_range", None)
+    while done < length and copy_range is not None:
+        try:
+            n = copy_range(src, dst, length - done, src_at + done, dst_at + done)
+        except OSError:
+            break  # not supported between these files: copy through memory
+        if n <= 0:
+            break
+        done += n
+    block = 1 << 24
+    while done < length:
+        n = min(block, length - done)
+        data = os.pread(src, n, src_at + done)
+        if not data:
+            raise OSError(f"the checkpoint ended {length - done} bytes early while it was copied")
+        os.pwrite(dst, data, dst_at + done)
+        done += len(data)
