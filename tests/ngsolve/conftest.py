@@ -80,6 +80,17 @@ def load_each_in_child(paths: list[Path]) -> dict[str, str]:
     return verdicts
 
 
+def crafted_verdicts(crafted: dict[str, tuple[Any, Callable[[Any], None], str]], tmp_path: Path) -> dict[str, str]:
+    """Save each case's object, apply its edit (:func:`write_edited`), load every file in one child
+    process (:func:`load_each_in_child`): case -> ``"LOADED"`` or ``"<ErrorType> <message>"``."""
+    paths = {
+        case: write_edited(obj, edit, tmp_path / f"case{i}.msgpack")
+        for i, (case, (obj, edit, _)) in enumerate(sorted(crafted.items()))
+    }
+    verdicts = load_each_in_child(list(paths.values()))
+    return {case: verdicts.get(str(path), "") for case, path in paths.items()}
+
+
 def curved_order(mesh: ngsolve.Mesh) -> int:
     """How curved ``mesh`` is: netgen's curve order, or that of the curvature a file gave it."""
     field = mesh.deformation

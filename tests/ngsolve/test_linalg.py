@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import ngser
-from conftest import add_array, load_each_in_child, square_mesh, write_edited
+from conftest import add_array, crafted_verdicts, load_each_in_child, square_mesh, write_edited
 from ngser.graph import Graph
 
 MESH = square_mesh(0.3)
@@ -272,12 +272,9 @@ CRAFTED: dict[str, tuple[Any, Callable[[Graph], None], str]] = {
 
 
 def test_crafted_states_end_in_state_errors(tmp_path: Path) -> None:
-    paths = {case: write_edited(obj, edit, tmp_path / f"case{i}.msgpack") for i, (case, (obj, edit, _)) in
-             enumerate(sorted(CRAFTED.items()))}  # fmt: skip
-    verdicts = load_each_in_child(list(paths.values()))
     wrong = {}
-    for case, path in paths.items():
-        verdict, expected = verdicts.get(str(path), ""), CRAFTED[case][2]
+    for case, verdict in crafted_verdicts(CRAFTED, tmp_path).items():
+        expected = CRAFTED[case][2]
         kind = "UnsafeLoadError" if expected == "UnsafeLoadError" else "StateError"
         if not (verdict.startswith(kind) and expected in verdict):
             wrong[case] = verdict

@@ -14,7 +14,7 @@ import ngsolve.la as la
 import numpy as np
 import pytest
 
-from conftest import add_array, load_each_in_child, square_mesh, write_edited
+from conftest import add_array, crafted_verdicts, square_mesh
 from ngser.graph import Graph
 
 MESH = square_mesh(0.3)
@@ -197,12 +197,10 @@ CRAFTED: dict[str, tuple[Any, Callable[[Graph], None], str]] = {
 
 
 def test_crafted_states_end_in_state_errors(tmp_path: Path) -> None:
-    paths = {case: write_edited(obj, edit, tmp_path / f"case{i}.msgpack") for i, (case, (obj, edit, _)) in
-             enumerate(sorted(CRAFTED.items()))}  # fmt: skip
-    verdicts = load_each_in_child(list(paths.values()))
+    verdicts = crafted_verdicts(CRAFTED, tmp_path)
     wrong = {
-        case: verdicts.get(str(path))
-        for case, path in paths.items()
-        if not (verdicts.get(str(path), "").startswith("StateError") and CRAFTED[case][2] in verdicts[str(path)])
+        case: verdict
+        for case, verdict in verdicts.items()
+        if not (verdict.startswith("StateError") and CRAFTED[case][2] in verdict)
     }
     assert not wrong, wrong

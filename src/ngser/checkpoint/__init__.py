@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from ..api import Fallback, _fallback, gc_paused
 from ..backends import DEFAULT_LIMITS, Limits, get_backend
-from ..errors import ArgumentError, FileAccessError, FormatError, NgserError, NotFoundError
+from ..errors import ArgumentError, FileAccessError, FormatError, NotFoundError
 from ..graph._decoder import Decoder
 from ..graph._encoder import Encoder
 from ..serializers import Registry, SerializerRecord, default_registry
@@ -185,8 +185,6 @@ class Checkpoint:
             with gc_paused():
                 root, _ = self._store_segment(obj, stable=False)
             self._store = append.commit(root, t, self.keep)
-        except NgserError:
-            raise
         finally:
             self._append = None
         return len(self) - 1

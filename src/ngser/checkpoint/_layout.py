@@ -22,6 +22,8 @@ __all__ = [
     "Capacity",
     "Committed",
     "CHECKPOINT_KIND",
+    "FORMAT",
+    "ROOT",
     "TABLES",
     "SLOT",
     "create_file",
@@ -31,8 +33,8 @@ __all__ = [
 ]
 
 CHECKPOINT_KIND = "checkpoint"
-_FORMAT = 1
-_ROOT = "/ngser/checkpoint"
+FORMAT = 1
+ROOT = "/ngser/checkpoint"
 SLOT = 8  # seq, segments, deps, steps, first_live, data_end, format, crc
 #: name -> (dtype, columns)
 TABLES: dict[str, tuple[str, int]] = {
@@ -71,7 +73,7 @@ class Capacity:
 
 
 def slot(c: Committed) -> np.ndarray[Any, Any]:
-    row = np.array([c.seq, c.segments, c.deps, c.steps, c.first_live, c.data_end, _FORMAT, 0], dtype="<i8")
+    row = np.array([c.seq, c.segments, c.deps, c.steps, c.first_live, c.data_end, FORMAT, 0], dtype="<i8")
     row[7] = zlib.crc32(row[:7].tobytes())
     return row
 
@@ -83,10 +85,10 @@ def create_file(path: str, capacity: Capacity, fill: Any = None) -> None:
     def write(temp: str) -> None:
         with h5py.File(temp, "w") as file:
             group = file.require_group("/ngser")
-            group.attrs["format"] = np.int64(_FORMAT)
+            group.attrs["format"] = np.int64(FORMAT)
             group.attrs["kind"] = np.bytes_(CHECKPOINT_KIND)  # fixed-width strings, as every ngser attribute
             group.attrs["ngser"] = np.bytes_(__version__)
-            root = file.require_group(_ROOT)
+            root = file.require_group(ROOT)
             for name, (dtype, columns) in TABLES.items():
                 shape = (capacity.rows(name),) if columns == 1 else (capacity.rows(name), columns)
                 dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
@@ -151,12 +153,12 @@ def _checked_layout(file: h5py.File, path: str) -> dict[str, tuple[int, int]]:
     found: dict[str, tuple[int, int]] = {}
     root = file["/ngser"].get("checkpoint", getlink=True)
     if not isinstance(root, h5py.HardLink):
-        raise FormatError(f"{path}: {_ROOT} is missing or a link; the file is damaged")
-    root = file[_ROOT]
+        raise FormatError(f"{path}: {ROOT} is missing or a link; the file is damaged")
+    root = file[ROOT]
     for name, (dtype, columns) in TABLES.items():
         link = root.get(name, getlink=True)
         if not isinstance(link, h5py.HardLink) or not isinstance(root[name], h5py.Dataset):
-            raise FormatError(f"{path}: {_ROOT}/{name} is missing or not a dataset; the file is damaged")
+            raise FormatError(f"{path}: {ROOT}/{name} is missing or not a dataset; the file is damaged")
         dset = root[name]
         plist = dset.id.get_create_plist()
         shape_ok = dset.ndim == (1 if columns == 1 else 2) and (columns == 1 or dset.shape[1] == columns)
@@ -165,11 +167,11 @@ def _checked_layout(file: h5py.File, path: str) -> dict[str, tuple[int, int]]:
         )
         offset = dset.id.get_offset()
         if not shape_ok or dset.dtype != np.dtype(dtype) or not plain or offset is None:
-            raise FormatError(f"{path}: {_ROOT}/{name} is not laid out as ngser writes it; the file is damaged")
+            raise FormatError(f"{path}: {ROOT}/{name} is not laid out as ngser writes it; the file is damaged")
         rows = int(dset.shape[0])
         nbytes = rows * np.dtype(dtype).itemsize * columns
         if offset < 0 or offset + nbytes > size:
-            raise FormatError(f"{path}: {_ROOT}/{name} lies outside the file; the file is damaged")
+            raise FormatError(f"{path}: {ROOT}/{name} lies outside the file; the file is damaged")
         found[name] = (int(offset), rows)
     spans = sorted((o, o + r * np.dtype(TABLES[n][0]).itemsize * TABLES[n][1]) for n, (o, r) in found.items())
     if any(a[1] > b[0] for a, b in itertools.pairwise(spans)):

@@ -28,12 +28,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError
-from ._layout import SLOT, TABLES, Capacity, Committed, create_file, layout, slot
+from ._layout import FORMAT, ROOT, SLOT, TABLES, Capacity, Committed, create_file, layout, slot
 
 __all__ = ["Append", "Store"]
-
-_ROOT = "/ngser/checkpoint"
-_FORMAT = 1
 
 
 class Store:
@@ -67,7 +64,7 @@ class Store:
         itemsize = np.dtype(dtype).itemsize * columns
         data = os.pread(self.fd, count * itemsize, self.offsets[name][0])
         if len(data) != count * itemsize:
-            raise FormatError(f"{self.path}: {_ROOT}/{name} is cut short; the file is damaged")
+            raise FormatError(f"{self.path}: {ROOT}/{name} is cut short; the file is damaged")
         rows: np.ndarray[Any, Any] = np.frombuffer(data, dtype=dtype).copy()
         return rows
 
@@ -76,7 +73,7 @@ class Store:
         best: Committed | None = None
         cap = self.capacity()
         for row in slots:
-            if zlib.crc32(row[:7].tobytes()) != row[7] or row[6] != _FORMAT:
+            if zlib.crc32(row[:7].tobytes()) != row[7] or row[6] != FORMAT:
                 continue
             seq, segments, deps, steps, first_live, data_end = (int(v) for v in row[:6])
             fits = (
@@ -193,8 +190,7 @@ class Store:
             tables = {"segments": state.segments, "deps": state.deps, "steps": state.steps, "times": state.steps}
             for name, count in tables.items():
                 itemsize = np.dtype(TABLES[name][0]).itemsize * TABLES[name][1]
-                data = os.pread(self.fd, count * itemsize, self.offsets[name][0])
-                os.pwrite(fd, data, offsets[name][0])
+                _copy(self.fd, self.offsets[name][0], fd, offsets[name][0], count * itemsize)
             _copy(self.fd, self.offsets["data"][0], fd, offsets["data"][0], state.data_end)
             os.pwrite(fd, slot(state).tobytes(), offsets["commits"][0] + (state.seq % 2) * SLOT * 8)
 
