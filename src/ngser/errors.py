@@ -11,6 +11,7 @@ import pickle
 
 __all__ = [
     "NgserError",
+    "NgserWarning",
     "FormatError",
     "UnsupportedTypeError",
     "UnknownTypeError",
@@ -42,6 +43,11 @@ def shown(value: object, limit: int = 80) -> str:
     except Exception:
         text = f"<a {type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class NgserWarning(UserWarning):
+    """Base class of ngser's warnings: something was left out that the caller may want, e.g. a
+    GridFunction that a VTK view cannot hold. Silence with ``warnings.simplefilter("ignore", ngser.NgserWarning)``."""
 
 
 class NgserError(Exception):

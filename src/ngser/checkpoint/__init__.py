@@ -30,6 +30,7 @@ from ..graph._encoder import Encoder
 from ..serializers import Registry, SerializerRecord, default_registry
 from ..serializers.stored import Stored, StoredSerializer, resolving
 from ._layout import Capacity, create_file
+from ._sampler import Sampler
 from ._store import Append, Store
 
 __all__ = ["Checkpoint"]
@@ -45,7 +46,10 @@ class Checkpoint:
     ``mode``: ``"a"`` (default) opens or creates the file for appending, ``"w"`` starts anew
     (the old file stays until the new, empty checkpoint is complete), ``"r"`` only reads.
     ``keep``: keep only the last ``keep`` steps (rolling restart files); the space of dropped
-    steps is reused by later appends. ``trusted``, ``fallback``, ``registry`` and ``limits``
+    steps is reused by later appends. ``vtk=True``: the file is also a VTKHDF time series that
+    ParaView opens (name it ``.vtkhdf`` or ``.hdf`` for ParaView): every GridFunction of a step
+    found under a name (a dict key) is point data of that name, sampled on Lagrange cells of the
+    fields' order (``docs/checkpoints.md``; needs NGSolve). ``trusted``, ``fallback``, ``registry`` and ``limits``
     are those of :func:`ngser.save` and :func:`ngser.load`.
 
     >>> with ngser.Checkpoint("run.h5", keep=3) as ck:
@@ -59,6 +63,7 @@ class Checkpoint:
         mode: Mode = "a",
         *,
         keep: int | None = None,
+        vtk: bool = False,
         trusted: bool = False,
         fallback: Fallback = None,
         registry: Registry | None = None,
@@ -68,6 +73,8 @@ class Checkpoint:
             raise ArgumentError(f'mode must be "a", "w" or "r", not {mode!r}')
         if keep is not None and (type(keep) is not int or keep < 1):
             raise ArgumentError(f"keep must be a positive int or None, not {keep!r}")
+        if vtk and mode == "r":
+            raise ArgumentError("vtk=True adds steps to the file's VTK view: it needs mode='a' or 'w', not 'r'")
         self.path = os.fspath(path)
         self.mode: Mode = mode
         self.keep = keep
@@ -76,6 +83,8 @@ class Checkpoint:
         if self.registry.record_for_name(StoredSerializer.name) is None:  # a registry without ngser's own names
             self.registry.add(StoredSerializer())
         self.limits = limits
+        self.vtk = bool(vtk)
+        self._sampler = Sampler(self.registry, self.path)
         self._fallback = _fallback(fallback)
         self._objects: dict[int, Any] = {}  # segment -> object built from it (shared by loads)
         self._stable: dict[int, tuple[Any, Any, int]] = {}  # id(obj) -> (obj, fingerprint, segment)
@@ -184,7 +193,8 @@ class Checkpoint:
         try:
             with gc_paused():
                 root, _ = self._store_segment(obj, stable=False)
-            self._store = append.commit(root, t, self.keep)
+            arrays, grid = self._sampler.step(obj, store.state.steps, store.grid) if self.vtk else (None, None)
+            self._store = append.commit(root, t, self.keep, arrays, grid)
         finally:
             self._append = None
         return len(self) - 1

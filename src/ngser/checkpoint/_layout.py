@@ -17,6 +17,7 @@ from ..atomic import atomic_write
 from ..backends import DEFAULT_LIMITS
 from ..backends._hdf5_checks import Inspector
 from ..errors import FormatError, NgserError
+from ._vtkview import LOCATOR, Grid, View, create_group, locate
 
 __all__ = [
     "Capacity",
@@ -25,6 +26,7 @@ __all__ = [
     "FORMAT",
     "ROOT",
     "TABLES",
+    "OPTIONAL",
     "SLOT",
     "create_file",
     "layout",
@@ -43,8 +45,12 @@ TABLES: dict[str, tuple[str, int]] = {
     "deps": ("<i8", 1),
     "steps": ("<i8", 1),
     "times": ("<f8", 1),
+    "views": ("<i8", 1),
     "commits": ("<i8", SLOT),
 }
+#: Tables a checkpoint written by an earlier ngser may lack (``views``: ngser 0.x before VTK views;
+#: a missing table reads as all -1, "no step in a view").
+OPTIONAL = frozenset({"views"})
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,7 @@ class Capacity:
     steps: int = 1024
 
     def rows(self, name: str) -> int:
-        return 2 if name == "commits" else int(getattr(self, "steps" if name == "times" else name))
+        return 2 if name == "commits" else int(getattr(self, "steps" if name in ("times", "views") else name))
 
 
 def slot(c: Committed) -> np.ndarray[Any, Any]:
@@ -78,9 +84,11 @@ def slot(c: Committed) -> np.ndarray[Any, Any]:
     return row
 
 
-def create_file(path: str, capacity: Capacity, fill: Any = None) -> None:
+def create_file(path: str, capacity: Capacity, fill: Any = None, grid: Grid | None = None, slots: int = 0) -> None:
     """Write a new checkpoint file at ``path`` (atomically): empty, or filled by
-    ``fill(file_descriptor, offsets)`` before its first commit slot is written."""
+    ``fill(file_descriptor, offsets, view)`` before its first commit slot is written. With a
+    ``grid`` the file has a VTK view of it with room for ``slots`` steps (``view`` is its
+    :class:`View`, else None)."""
 
     def write(temp: str) -> None:
         with h5py.File(temp, "w") as file:
@@ -95,14 +103,23 @@ def create_file(path: str, capacity: Capacity, fill: Any = None) -> None:
                 dcpl.set_layout(h5py.h5d.CONTIGUOUS)
                 dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # the room exists from the start
                 dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+                dcpl.set_obj_track_times(False)
                 space = h5py.h5s.create_simple(shape)
                 h5py.h5d.create(root.id, name.encode(), h5py.h5t.py_create(np.dtype(dtype)), space, dcpl=dcpl)
+            if grid is not None:
+                create_group(file, grid, slots)
+        locator = locate(temp) if grid is not None else None
         offsets = layout(temp)
         fd = os.open(temp, os.O_RDWR)
         try:
             os.pwrite(fd, b"\0" * (2 * SLOT * 8), offsets["commits"][0])  # no valid slot yet
+            view = None
+            if locator is not None:
+                with h5py.File(temp, "r", driver="sec2", locking=False) as file:
+                    os.pwrite(fd, locator.tobytes(), file[LOCATOR].id.get_offset())
+                    view = View(temp, fd, file)
             if fill is not None:
-                fill(fd, offsets)
+                fill(fd, offsets, view)
             os.pwrite(fd, slot(Committed(1, 0, 0, 0, 0, 0)).tobytes() if fill is None else b"", offsets["commits"][0])
             os.fsync(fd)
         finally:
@@ -157,6 +174,8 @@ def _checked_layout(file: h5py.File, path: str) -> dict[str, tuple[int, int]]:
     root = file[ROOT]
     for name, (dtype, columns) in TABLES.items():
         link = root.get(name, getlink=True)
+        if link is None and name in OPTIONAL:
+            continue
         if not isinstance(link, h5py.HardLink) or not isinstance(root[name], h5py.Dataset):
             raise FormatError(f"{path}: {ROOT}/{name} is missing or not a dataset; the file is damaged")
         dset = root[name]

@@ -25,10 +25,12 @@ import os
 import zlib
 from typing import Any
 
+import h5py
 import numpy as np
 
 from ..errors import FormatError
 from ._layout import FORMAT, ROOT, SLOT, TABLES, Capacity, Committed, create_file, layout, slot
+from ._vtkview import GROUP, LOCATOR, Grid, View
 
 __all__ = ["Append", "Store"]
 
@@ -46,9 +48,33 @@ class Store:
             self._deps = self._rows("deps", self.state.deps)
             self._steps = self._rows("steps", self.state.steps)
             self._times = self._rows("times", self.state.steps)
+            has_views = "views" in self.offsets
+            self._views = self._rows("views", self.state.steps) if has_views else np.full(self.state.steps, -1)
+            self.view: View | None = None
+            self.grid: Grid | None = None
+            if writable and has_views:
+                self._open_view()
         except BaseException:
             os.close(self.fd)
             raise
+
+    def _open_view(self) -> None:
+        """Open the VTK view, if the file has one, and publish it again (repairs what a killed
+        writer left half written)."""
+        with h5py.File(self.path, "r", driver="sec2", locking=False) as file:
+            if GROUP not in file or LOCATOR not in file:
+                return
+            self.view = View(self.path, self.fd, file)
+            self.grid = self.view.grid(file)
+        self.publish()
+
+    def listing(self) -> list[tuple[float, int]]:
+        """``(time, slot)`` of the kept steps that are in the VTK view."""
+        return [(float(self._times[s]), int(self._views[s])) for s in self.live_steps if self._views[s] >= 0]
+
+    def publish(self) -> None:
+        if self.view is not None:
+            self.view.publish(self.listing())
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -56,7 +82,7 @@ class Store:
             self.fd = -1
 
     def capacity(self) -> Capacity:
-        rows = {name: self.offsets[name][1] for name in TABLES}
+        rows = {name: self.offsets[name][1] for name in TABLES if name in self.offsets}
         return Capacity(rows["data"], rows["segments"], rows["deps"], rows["steps"])
 
     def _rows(self, name: str, count: int) -> np.ndarray[Any, Any]:
@@ -170,9 +196,11 @@ class Store:
         os.fsync(self.fd)
         self.state = state
 
-    def grown(self, need: Capacity) -> Store:
+    def grown(self, need: Capacity, grid: Grid | None = None, slots: int = 0) -> Store:
         """A copy of this checkpoint with room for ``need`` (at least twice the old room of
-        whatever was short), renamed over this file; this store is closed."""
+        whatever was short), renamed over this file; this store is closed. With ``grid`` the copy
+        has a new VTK view of it (the old view's steps are not copied); else the old view, if
+        any, is copied with room for ``slots`` steps."""
         old = self.capacity()
         # Twice the old room, and at least twice what is needed now: a series of big steps copies
         # its data a few times at the start, then rarely.
@@ -184,17 +212,30 @@ class Store:
                 for f in ("data", "segments", "deps", "steps")
             )
         )
-        state = self.state
+        state, views = self.state, self._views
+        old_view = self.view if grid is None else None
+        if grid is None and self.view is not None:
+            grid, slots = self.grid, max(slots, self.view.slots)
 
-        def fill(fd: int, offsets: dict[str, tuple[int, int]]) -> None:
+        def fill(fd: int, offsets: dict[str, tuple[int, int]], view: View | None) -> None:
             tables = {"segments": state.segments, "deps": state.deps, "steps": state.steps, "times": state.steps}
             for name, count in tables.items():
                 itemsize = np.dtype(TABLES[name][0]).itemsize * TABLES[name][1]
                 _copy(self.fd, self.offsets[name][0], fd, offsets[name][0], count * itemsize)
             _copy(self.fd, self.offsets["data"][0], fd, offsets["data"][0], state.data_end)
+            kept = views if old_view is not None else np.full(state.steps, -1)
+            os.pwrite(fd, np.ascontiguousarray(kept, dtype="<i8").tobytes(), offsets["views"][0])
+            if old_view is not None and view is not None:
+                for step in self.live_steps:
+                    if views[step] >= 0:
+                        for name in view.arrays:
+                            size = view.slot_bytes(name)
+                            at = int(views[step]) * size
+                            _copy(self.fd, old_view.data_at[name] + at, fd, view.data_at[name] + at, size)
+                view.publish(self.listing())  # listed before the copy replaces this file
             os.pwrite(fd, slot(state).tobytes(), offsets["commits"][0] + (state.seq % 2) * SLOT * 8)
 
-        create_file(self.path, room, fill)
+        create_file(self.path, room, fill, grid, slots)
         self.close()
         return Store(self.path, writable=True)
 
@@ -239,15 +280,33 @@ class Append:
         self.placed.append((offset, data))
         return number
 
-    def commit(self, root_segment: int, time: float, keep: int | None) -> Store:
-        """Write the segments, the step and the commit slot; the store to use from now on (a grown
-        copy when the file was full)."""
+    def commit(
+        self,
+        root_segment: int,
+        time: float,
+        keep: int | None,
+        arrays: dict[str, np.ndarray[Any, Any]] | None = None,
+        grid: Grid | None = None,
+    ) -> Store:
+        """Write the segments, the step (with ``arrays`` in the VTK view; ``grid``: in a new view
+        of that grid) and the commit slot; the store to use from now on (a grown copy when the
+        file was full)."""
         store = self.store
         state = store.state
         need = Capacity(self.data_end, state.segments + len(self.rows), state.deps + len(self.deps), state.steps + 1)
         have = store.capacity()
-        if any(getattr(need, f) > getattr(have, f) for f in ("data", "segments", "deps", "steps")):
+        full = any(getattr(need, f) > getattr(have, f) for f in ("data", "segments", "deps", "steps"))
+        slot_of_step = -1
+        if arrays is not None:
+            slot_of_step, slots = self._free_slot(keep)
+            if grid is not None or slot_of_step < 0 or "views" not in store.offsets:
+                store = store.grown(need, grid, slots)  # a new view of grid, or the old one with more slots
+                slot_of_step = 0 if grid is not None else self._free_slot(keep, store)[0]
+                full = False  # grown with room for need
+        if full:
             store = store.grown(need)  # committed state copied; this append is written into the copy
+        if arrays is not None and store.view is not None:
+            store.view.write_slot(slot_of_step, arrays)
         for offset, data in self.placed:
             store.write_data(offset, data)
         if self.rows:
@@ -256,6 +315,8 @@ class Append:
             store.write_rows("deps", state.deps, np.array(self.deps, dtype="<i8"))
         store.write_rows("steps", state.steps, np.array([root_segment], dtype="<i8"))
         store.write_rows("times", state.steps, np.array([time], dtype="<f8"))
+        if "views" in store.offsets:
+            store.write_rows("views", state.steps, np.array([slot_of_step], dtype="<i8"))
         steps = state.steps + 1
         first_live = state.first_live if keep is None else max(state.first_live, steps - keep)
         new = Committed(state.seq + 1, need.segments, need.deps, steps, first_live, self.data_end)
@@ -265,7 +326,18 @@ class Append:
         store._deps = np.concatenate([store._deps, np.array(self.deps, dtype="<i8")])
         store._steps = np.append(store._steps, root_segment)
         store._times = np.append(store._times, time)
+        store._views = np.append(store._views, slot_of_step)
+        store.publish()
         return store
+
+    def _free_slot(self, keep: int | None, store: Store | None = None) -> tuple[int, int]:
+        """A VTK slot no kept step uses (-1: none), and the slots a grown view should have."""
+        store = store if store is not None else self.store
+        used = {int(store._views[s]) for s in store.live_steps if store._views[s] >= 0}
+        have = store.view.slots if store.view is not None else 0
+        free = next((k for k in range(have) if k not in used), -1)
+        wanted = (keep + 1) if keep is not None else max(4, 2 * have)
+        return free, max(wanted, len(used) + 1)
 
 
 def _copy(src: int, src_at: int, dst: int, dst_at: int, length: int) -> None:

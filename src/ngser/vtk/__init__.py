@@ -17,11 +17,13 @@ imported when called; writing needs only h5py. Usage::
         ngser.vtk.append_step(f, layout, {"u": gfu}, time=t)
 """
 
+from ._fields import named_fields
 from ._hdf import VERSION, append_step, array_shapes, create_series, times, truncate_steps, write
 from ._sample import Layout, evaluate, field_order, point_data, sample
 
 __all__ = [
     "Layout",
+    "named_fields",
     "sample",
     "evaluate",
     "point_data",
