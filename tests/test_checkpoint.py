@@ -275,3 +275,19 @@ def test_info_and_verify_describe_the_steps(tmp_path: Path, registry: Registry) 
     _damage(path, "data", slice(0, None), 0)
     out = subprocess.run([sys.executable, "-m", "ngser", "verify", str(path)], capture_output=True, text=True)
     assert out.returncode == 1 and "FAILED" in out.stdout
+
+
+def test_a_step_of_more_buffers_than_one_write_takes_comes_back(tmp_path: Path) -> None:
+    """A segment is written from its arrays' memory with pwritev, which takes at most 1024 buffers
+    per call: a step of 1,500 arrays (3,001 buffers) must be written whole."""
+    path = tmp_path / "many.h5"
+    arrays = {f"a{i}": np.full(i % 7 + 1, i, dtype=np.int32 if i % 2 else np.float64) for i in range(1500)}
+    with ngser.Checkpoint(path) as ck:
+        ck.append(arrays, time=0.0)
+        ck.append({"again": arrays["a3"]}, time=1.0)
+    assert verify_checkpoint(str(path)).startswith("OK")
+    with ngser.Checkpoint(path, mode="r") as ck:
+        loaded = ck.load(0)
+        assert loaded.keys() == arrays.keys()
+        assert all(np.array_equal(loaded[k], v) and loaded[k].dtype == v.dtype for k, v in arrays.items())
+        assert np.array_equal(ck.load(1)["again"], arrays["a3"])

@@ -23,7 +23,7 @@ from ngsolve import CF, cos, sin, x, y
 
 import ngser
 from conftest import disk_mesh, square_mesh
-from ngser.checkpoint._describe import verify_checkpoint
+from ngser.checkpoint._describe import describe_checkpoint, verify_checkpoint
 
 vtk = pytest.importorskip("vtk")
 from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
@@ -97,6 +97,7 @@ def test_every_step_is_in_the_vtk_view_with_the_fields_values(tmp_path: Path) ->
             assert point_error(grid, "u", gfu) < 1e-12
             assert ck.load(n)["n"] == n
     assert verify_checkpoint(str(path)).startswith("OK")
+    assert "VTK view:       /VTKHDF, 9 of the kept steps" in describe_checkpoint(str(path))  # ngser info
 
 
 def test_steps_that_fill_the_data_grow_the_file_without_damage(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from ..errors import FormatError
 from ..graph import FORMAT_VERSION, ArrayNode, Graph
 from . import DEFAULT_LIMITS, Limits, PathLike, StreamBackend
 from ._arrays import ArrayEntry, LazyArray, check_disjoint
-from ._checksum import crc32_async
+from ._checksum import crc32_async, crc32_combine
 from ._codec import check_format, checked_flat, pack_value_document, unpack_value_document
 
 __all__ = ["MsgpackBackend", "MAGIC", "ALIGN", "PRELUDE", "ROW"]
@@ -53,6 +53,14 @@ class MsgpackBackend(StreamBackend):
 
     def write_stream(self, graph: Graph, stream: IO[bytes], **options: Any) -> None:
         self.check_options(options)
+        for piece in self.pieces(graph, crc=False)[0]:
+            stream.write(piece)
+
+    def pieces(self, graph: Graph, *, crc: bool = True) -> tuple[list[Any], int, int]:
+        """The file's bytes as a list of buffers (the arrays' own memory, not copied), their
+        total length and, with ``crc``, their CRC32 (``zlib.crc32`` of the joined bytes,
+        combined from the arrays' CRCs: every byte is checksummed once; else 0). For writers
+        that write where they choose (``os.pwritev``), as checkpoints do."""
         entries, views, jobs = [], [], []
         offset = 0
         for array in graph.arrays:
@@ -74,16 +82,20 @@ class MsgpackBackend(StreamBackend):
                 "arrays": [entry.row(ROW) for entry in entries],
             }
         )
-        stream.write(PRELUDE.pack(MAGIC, len(doc), zlib.crc32(doc), 0))
-        stream.write(doc)
-        start = _align(PRELUDE.size + len(doc))
-        position = PRELUDE.size + len(doc)
+        head = PRELUDE.pack(MAGIC, len(doc), zlib.crc32(doc), 0) + doc
+        pieces: list[Any] = [head]
+        total, position = zlib.crc32(head) if crc else 0, len(head)
+        start = _align(len(head))
         for entry, view in zip(entries, views):
             target = start + int(entry.location)
             if target > position:
-                stream.write(bytes(target - position))
-            stream.write(view)
+                pad = bytes(target - position)
+                pieces.append(pad)
+                total = zlib.crc32(pad, total) if crc else 0
+            pieces.append(view)
+            total = crc32_combine(total, int(entry.crc), view.nbytes) if crc else 0
             position = target + view.nbytes
+        return pieces, position, total
 
     def read(self, stream: IO[bytes], size: int, source: str, limits: Limits = DEFAULT_LIMITS) -> Graph:
         doc, start = _read_document(stream, size, source)

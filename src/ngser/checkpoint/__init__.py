@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from ..api import Fallback, _fallback, gc_paused
 from ..backends import DEFAULT_LIMITS, Limits, get_backend
+from ..backends.msgpack_format import MsgpackBackend
 from ..errors import ArgumentError, FileAccessError, FormatError, NotFoundError
 from ..graph._decoder import Decoder
 from ..graph._encoder import Encoder
@@ -35,6 +36,7 @@ from ._store import Append, Store
 
 __all__ = ["Checkpoint"]
 
+_MSGPACK = MsgpackBackend()  # segments are msgpack files: written from the arrays' memory
 Mode = Literal["a", "w", "r"]
 #: How deep stored objects may refer to stored objects (a mesh in a space in a space ...).
 _MAX_NESTING = 64
@@ -209,14 +211,14 @@ class Checkpoint:
             graph = encoder.encode(obj)
         finally:
             self._storing.discard(id(obj))
-        data = get_backend("msgpack").write_bytes(graph)
+        pieces, length, crc = _MSGPACK.pieces(graph)
         append = self._append
         assert append is not None
         if stable:  # stored before, by another process or as another object: refer to that segment
-            same = append.find_segment(data)
+            same = append.find_segment(b"".join(pieces), crc)
             if same is not None:
                 return same, graph
-        return append.add_segment(data, sorted(set(refs))), graph
+        return append.add_segment(pieces, length, crc, sorted(set(refs))), graph
 
     def _substitute(self, obj: Any, record: SerializerRecord, refs: list[int]) -> Stored | None:
         if id(obj) in self._storing or record.fingerprint is None:

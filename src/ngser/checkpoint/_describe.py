@@ -46,8 +46,11 @@ def describe_checkpoint(path: str) -> str:
             + (f" (the first {store.state.first_live} dropped)" if store.state.first_live else ""),
             f"segments:       {len(live)} live, {_size(used)} (stored objects shared by steps: "
             f"{len(live) - len(steps)})",
-            "  index       time  segment        size  refers to",
         ]
+        viewed = len(store.listing())
+        if _has_view(path):
+            lines.append(f"VTK view:       /VTKHDF, {viewed} of the kept steps (opens in ParaView)")
+        lines.append("  index       time  segment        size  refers to")
         for index, step in enumerate(steps):
             segment = store.step_segment(step)
             deps = ", ".join(str(int(d)) for d in store.segment_deps(segment)) or "-"
@@ -56,6 +59,18 @@ def describe_checkpoint(path: str) -> str:
                 f"  {deps}"
             )
     return "\n".join(lines)
+
+
+def _has_view(path: str) -> bool:
+    import h5py
+
+    from ._vtkview import GROUP, LOCATOR
+
+    try:
+        with h5py.File(path, "r", driver="sec2", locking=False) as file:
+            return GROUP in file and LOCATOR in file
+    except Exception:  # a damaged structure: info still lists the steps
+        return False
 
 
 def verify_checkpoint(path: str) -> str:

@@ -34,6 +34,8 @@ from ._vtkview import GROUP, LOCATOR, Grid, View
 
 __all__ = ["Append", "Store"]
 
+_IOV_MAX = 1024  # buffers one pwritev takes (Linux's IOV_MAX)
+
 
 class Store:
     """An open checkpoint file: its datasets' offsets, the commit in force, and its tables."""
@@ -186,8 +188,23 @@ class Store:
         data = np.ascontiguousarray(rows, dtype=dtype).tobytes()
         os.pwrite(self.fd, data, self.offsets[name][0] + first * np.dtype(dtype).itemsize * columns)
 
-    def write_data(self, offset: int, data: bytes | memoryview) -> None:
-        os.pwrite(self.fd, data, self.offsets["data"][0] + offset)
+    def write_data(self, offset: int, pieces: list[Any]) -> None:
+        """Write the buffers ``pieces`` one after the other from ``offset`` of the data, with as
+        few system calls as the kernel allows (``pwritev``) and no copy."""
+        at = self.offsets["data"][0] + offset
+        views = [v for v in (memoryview(p).cast("B") for p in pieces) if v.nbytes]
+        first = 0
+        while first < len(views):
+            batch = views[first : first + _IOV_MAX]
+            written = os.pwritev(self.fd, batch, at) if hasattr(os, "pwritev") else os.pwrite(self.fd, batch[0], at)
+            if written <= 0:
+                raise OSError(f"{self.path}: the checkpoint's data could not be written")
+            at += written
+            while first < len(views) and written >= views[first].nbytes:  # what was written; a partial rest stays
+                written -= views[first].nbytes
+                first += 1
+            if written:
+                views[first] = views[first][written:]
 
     def commit(self, state: Committed) -> None:
         """Make ``state`` the commit in force: the data written before is synced first."""
@@ -250,7 +267,7 @@ class Append:
         self.data_end = store.state.data_end
         self.rows: list[np.ndarray[Any, Any]] = []
         self.deps: list[int] = []
-        self.placed: list[tuple[int, bytes]] = []
+        self.placed: list[tuple[int, list[Any]]] = []
 
     def _place(self, length: int) -> int:
         for i, (offset, size) in enumerate(self.free):
@@ -261,23 +278,24 @@ class Append:
         self.data_end += length
         return offset
 
-    def find_segment(self, data: bytes) -> int | None:
-        """A live segment holding exactly ``data`` (compared byte for byte), or None."""
-        store, crc = self.store, zlib.crc32(data)
+    def find_segment(self, data: bytes, crc: int) -> int | None:
+        """A live segment holding exactly ``data`` (of CRC32 ``crc``; compared byte for byte), or None."""
+        store = self.store
         for segment in sorted(self.live):
             same = store.segment_size(segment) == len(data) and int(store._table[segment, 2]) == crc
             if same and store.segment_bytes(segment) == data:
                 return segment
         return None
 
-    def add_segment(self, data: bytes, deps: list[int]) -> int:
-        """Place one segment (written at :meth:`commit`); its number."""
+    def add_segment(self, pieces: list[Any], length: int, crc: int, deps: list[int]) -> int:
+        """Place one segment of ``length`` bytes in ``pieces`` (buffers, written at
+        :meth:`commit`; they must not change until then) of CRC32 ``crc``; its number."""
         state = self.store.state
-        offset = self._place(len(data))
+        offset = self._place(length)
         number = state.segments + len(self.rows)
-        self.rows.append(np.array([offset, len(data), zlib.crc32(data), state.deps + len(self.deps)], dtype="<i8"))
+        self.rows.append(np.array([offset, length, crc, state.deps + len(self.deps)], dtype="<i8"))
         self.deps.extend(deps)
-        self.placed.append((offset, data))
+        self.placed.append((offset, pieces))
         return number
 
     def commit(
@@ -307,8 +325,8 @@ class Append:
             store = store.grown(need)  # committed state copied; this append is written into the copy
         if arrays is not None and store.view is not None:
             store.view.write_slot(slot_of_step, arrays)
-        for offset, data in self.placed:
-            store.write_data(offset, data)
+        for offset, pieces in self.placed:
+            store.write_data(offset, pieces)
         if self.rows:
             store.write_rows("segments", state.segments, np.stack(self.rows))
         if self.deps:
