@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 import ngser
+from ngser.backends.msgpack_format import MsgpackBackend, PlannedFile
 from ngser.checkpoint._describe import describe_checkpoint, verify_checkpoint
 from ngser.serializers import Registry, Serializer
 
@@ -291,3 +293,48 @@ def test_a_step_of_more_buffers_than_one_write_takes_comes_back(tmp_path: Path) 
         assert loaded.keys() == arrays.keys()
         assert all(np.array_equal(loaded[k], v) and loaded[k].dtype == v.dtype for k, v in arrays.items())
         assert np.array_equal(ck.load(1)["again"], arrays["a3"])
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"a": np.arange(10**6), "b": np.ones(7), "c": [1, 2]},
+        {"x": 1},
+        [np.zeros(0), np.arange(5.0)],
+        {f"k{i}": np.full(i + 1, i) for i in range(3000)},
+    ],
+    ids=["big and small", "no arrays", "empty array", "3000 arrays"],
+)
+def test_a_planned_msgpack_file_is_a_valid_file_with_its_crc(obj: Any) -> None:
+    """MsgpackBackend.plan lays a file out before the arrays' CRCs are known (checkpoints write
+    the arrays meanwhile): the bytes it describes read back, and its CRC32 is theirs."""
+    backend = MsgpackBackend()
+    graph = ngser.encode(obj)
+    plan = backend.plan(graph)
+    buffer = bytearray(plan.length)
+    run = b"".join(memoryview(p).cast("B").tobytes() for p in plan.data)
+    buffer[plan.data_at : plan.data_at + len(run)] = run
+    done = plan.finish()
+    assert done is not None
+    head, crc = done
+    buffer[: len(head)] = head
+    assert zlib.crc32(buffer) == crc
+    pieces, length, crc = backend.pieces(graph)
+    flat = b"".join(memoryview(p).cast("B").tobytes() for p in pieces)
+    assert len(flat) == length <= plan.length and zlib.crc32(flat) == crc and flat == backend.write_bytes(graph)
+    for data in (bytes(buffer), flat):
+        back = ngser.decode(backend.read_bytes(data))
+        assert ngser.dumps(back, format="msgpack") == ngser.dumps(obj, format="msgpack")
+
+
+def test_a_step_whose_plan_fits_no_head_is_written_plainly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When no head fits a planned segment (PlannedFile.finish gives None), the append writes the
+    plain layout in the planned room instead."""
+    monkeypatch.setattr(PlannedFile, "finish", lambda self: None)
+    path = tmp_path / "plain.h5"
+    with ngser.Checkpoint(path) as ck:
+        for n in range(3):
+            ck.append({"n": n, "values": np.full(300_000, float(n))}, time=float(n))
+    assert verify_checkpoint(str(path)).startswith("OK")
+    with ngser.Checkpoint(path, mode="r") as ck:
+        assert [float(ck.load(i)["values"][-1]) for i in range(3)] == [0.0, 1.0, 2.0]

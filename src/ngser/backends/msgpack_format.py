@@ -30,7 +30,7 @@ from ._arrays import ArrayEntry, LazyArray, check_disjoint
 from ._checksum import crc32_async, crc32_combine
 from ._codec import check_format, checked_flat, pack_value_document, unpack_value_document
 
-__all__ = ["MsgpackBackend", "MAGIC", "ALIGN", "PRELUDE", "ROW"]
+__all__ = ["MsgpackBackend", "PlannedFile", "MAGIC", "ALIGN", "PRELUDE", "ROW"]
 
 MAGIC = b"\x89NGSER\x1a\n"
 #: magic, document length, document CRC32, reserved
@@ -61,41 +61,30 @@ class MsgpackBackend(StreamBackend):
         total length and, with ``crc``, their CRC32 (``zlib.crc32`` of the joined bytes,
         combined from the arrays' CRCs: every byte is checksummed once; else 0). For writers
         that write where they choose (``os.pwritev``), as checkpoints do."""
-        entries, views, jobs = [], [], []
-        offset = 0
-        for array in graph.arrays:
-            entry, view = ArrayEntry.of(array.id, array.load(), array.label)
-            entry.location = offset
-            jobs.append(crc32_async(view))
-            entries.append(entry)
-            views.append(view)
-            offset = _align(offset + view.nbytes)
+        entries, views, jobs = _entries_of(graph)
         for entry, job in zip(entries, jobs):
             entry.crc = job.result()
-        doc = pack_value_document(
-            {
-                "format": FORMAT_VERSION,
-                "ngser": graph.meta.get("ngser", ""),
-                "writers": graph.writers,
-                "root": graph.root,
-                "nodes": graph.flat_nodes,
-                "arrays": [entry.row(ROW) for entry in entries],
-            }
-        )
-        head = PRELUDE.pack(MAGIC, len(doc), zlib.crc32(doc), 0) + doc
-        pieces: list[Any] = [head]
-        total, position = zlib.crc32(head) if crc else 0, len(head)
+        head = _head(graph, entries, 0)
+        data, total = _data_run(entries, views, crc)
         start = _align(len(head))
-        for entry, view in zip(entries, views):
-            target = start + int(entry.location)
-            if target > position:
-                pad = bytes(target - position)
-                pieces.append(pad)
-                total = zlib.crc32(pad, total) if crc else 0
-            pieces.append(view)
-            total = crc32_combine(total, int(entry.crc), view.nbytes) if crc else 0
-            position = target + view.nbytes
-        return pieces, position, total
+        gap = bytes(start - len(head))
+        pieces = [head, gap, *data]
+        if crc:
+            total = crc32_combine(zlib.crc32(gap, zlib.crc32(head)), total, sum(memoryview(p).nbytes for p in data))
+        return pieces, start + sum(memoryview(p).nbytes for p in data), total
+
+    def plan(self, graph: Graph) -> PlannedFile:
+        """The file laid out before the arrays' checksums are known, so that a writer can write
+        the arrays (:attr:`PlannedFile.data`, at :attr:`PlannedFile.data_at`) while their CRC32s
+        are computed on other threads, and the head after (:meth:`PlannedFile.finish`). The data
+        section starts where the longest possible head would end; array locations are shifted
+        to match the actual head."""
+        entries, views, jobs = _entries_of(graph)
+        for entry in entries:
+            entry.crc = 0xFFFFFFFF  # the longest encodings a CRC32 and a location can have
+        longest = _head(graph, entries, 1 << 40)
+        data, _ = _data_run(entries, views, False)
+        return PlannedFile(graph, entries, jobs, data, _align(len(longest)))
 
     def read(self, stream: IO[bytes], size: int, source: str, limits: Limits = DEFAULT_LIMITS) -> Graph:
         doc, start = _read_document(stream, size, source)
@@ -118,6 +107,95 @@ class MsgpackBackend(StreamBackend):
 
         arrays = [ArrayNode(e.id, LazyArray(e, read), e.label) for e in _entries(doc, size - start, source)]
         return _graph(doc, arrays, source), lambda: None
+
+
+class PlannedFile:
+    """A msgpack file of :meth:`MsgpackBackend.plan`: write :attr:`data` (buffers, one run) at
+    :attr:`data_at`, then ``head, crc = finish()`` at 0; :attr:`length` bytes in all."""
+
+    def __init__(self, graph: Graph, entries: list[ArrayEntry], jobs: list[Any], data: list[Any], data_at: int) -> None:
+        self._graph, self._entries, self._jobs = graph, entries, jobs
+        self.data, self.data_at = data, data_at
+        self.length = data_at + sum(memoryview(p).nbytes for p in data)
+
+    def finish(self) -> tuple[bytes, int] | None:
+        """The head (prelude, document, zeros up to :attr:`data_at`) and the CRC32 of the whole
+        file; None in the rare case that no head fits (then write :meth:`MsgpackBackend.pieces`)."""
+        crcs = [job.result() for job in self._jobs]
+        for entry, crc in zip(self._entries, crcs):
+            entry.crc = crc
+        shift = 0
+        for _ in range(4):  # the locations' encodings may change the head's length: a few rounds
+            head = _head(self._graph, self._entries, shift)
+            if _align(len(head)) > self.data_at:
+                return None
+            if self.data_at - _align(len(head)) == shift:
+                head += bytes(self.data_at - len(head))
+                total, at = zlib.crc32(head), self.data_at
+                for entry, crc in zip(self._entries, crcs):
+                    location = self.data_at + int(entry.location)
+                    total = zlib.crc32(bytes(location - at), total) if location > at else total
+                    total = crc32_combine(total, crc, entry.nbytes)
+                    at = location + entry.nbytes
+                return head, zlib.crc32(bytes(self.length - at), total) if self.length > at else total
+            shift = self.data_at - _align(len(head))
+        return None
+
+    def sequential(self) -> tuple[list[Any], int, int]:
+        """:meth:`MsgpackBackend.pieces` of the same graph (for when :meth:`finish` gives None):
+        never longer than :attr:`length`."""
+        return MsgpackBackend().pieces(self._graph)
+
+
+def _entries_of(graph: Graph) -> tuple[list[ArrayEntry], list[memoryview], list[Any]]:
+    """The array table (locations in the data section) and each array's bytes, their CRC32s
+    started on the pool."""
+    entries, views, jobs = [], [], []
+    offset = 0
+    for array in graph.arrays:
+        entry, view = ArrayEntry.of(array.id, array.load(), array.label)
+        entry.location = offset
+        jobs.append(crc32_async(view))
+        entries.append(entry)
+        views.append(view)
+        offset = _align(offset + view.nbytes)
+    return entries, views, jobs
+
+
+def _head(graph: Graph, entries: list[ArrayEntry], shift: int) -> bytes:
+    """Prelude and document, the locations shifted by ``shift``."""
+    rows = []
+    for entry in entries:
+        row = entry.row(ROW)
+        row[ROW.index("location")] = int(entry.location) + shift
+        rows.append(row)
+    doc = pack_value_document(
+        {
+            "format": FORMAT_VERSION,
+            "ngser": graph.meta.get("ngser", ""),
+            "writers": graph.writers,
+            "root": graph.root,
+            "nodes": graph.flat_nodes,
+            "arrays": rows,
+        }
+    )
+    return PRELUDE.pack(MAGIC, len(doc), zlib.crc32(doc), 0) + doc
+
+
+def _data_run(entries: list[ArrayEntry], views: list[memoryview], crc: bool) -> tuple[list[Any], int]:
+    """The data section as buffers (arrays and the zeros between them) and, with ``crc``, its
+    CRC32 (the arrays' CRCs must be set)."""
+    run: list[Any] = []
+    total, at = 0, 0
+    for entry, view in zip(entries, views):
+        if int(entry.location) > at:
+            pad = bytes(int(entry.location) - at)
+            run.append(pad)
+            total = zlib.crc32(pad, total) if crc else 0
+        total = crc32_combine(total, int(entry.crc), view.nbytes) if crc and run else int(entry.crc)
+        run.append(view)
+        at = int(entry.location) + view.nbytes
+    return run, total if crc else 0
 
 
 def _read_payload(stream: IO[bytes], start: int, entry: ArrayEntry) -> np.ndarray[Any, Any]:

@@ -37,6 +37,8 @@ from ._store import Append, Store
 __all__ = ["Checkpoint"]
 
 _MSGPACK = MsgpackBackend()  # segments are msgpack files: written from the arrays' memory
+#: A step with this many bytes of arrays is written while its arrays' CRC32s are computed.
+_OVERLAP_BYTES = 1 << 20
 Mode = Literal["a", "w", "r"]
 #: How deep stored objects may refer to stored objects (a mesh in a space in a space ...).
 _MAX_NESTING = 64
@@ -211,14 +213,17 @@ class Checkpoint:
             graph = encoder.encode(obj)
         finally:
             self._storing.discard(id(obj))
-        pieces, length, crc = _MSGPACK.pieces(graph)
         append = self._append
         assert append is not None
+        deps = sorted(set(refs))
+        if not stable and sum(a.load().nbytes for a in graph.arrays) >= _OVERLAP_BYTES:
+            return append.add_planned(_MSGPACK.plan(graph), deps), graph  # arrays written while checksummed
+        pieces, length, crc = _MSGPACK.pieces(graph)
         if stable:  # stored before, by another process or as another object: refer to that segment
             same = append.find_segment(b"".join(pieces), crc)
             if same is not None:
                 return same, graph
-        return append.add_segment(pieces, length, crc, sorted(set(refs))), graph
+        return append.add_segment(pieces, length, crc, deps), graph
 
     def _substitute(self, obj: Any, record: SerializerRecord, refs: list[int]) -> Stored | None:
         if id(obj) in self._storing or record.fingerprint is None:

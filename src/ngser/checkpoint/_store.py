@@ -28,6 +28,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..backends.msgpack_format import PlannedFile
 from ..errors import FormatError
 from ._layout import FORMAT, ROOT, SLOT, TABLES, Capacity, Committed, create_file, layout, slot
 from ._vtkview import GROUP, LOCATOR, Grid, View
@@ -267,7 +268,7 @@ class Append:
         self.data_end = store.state.data_end
         self.rows: list[np.ndarray[Any, Any]] = []
         self.deps: list[int] = []
-        self.placed: list[tuple[int, list[Any]]] = []
+        self.placed: list[tuple[int, list[Any] | PlannedFile]] = []
 
     def _place(self, length: int) -> int:
         for i, (offset, size) in enumerate(self.free):
@@ -298,6 +299,13 @@ class Append:
         self.placed.append((offset, pieces))
         return number
 
+    def add_planned(self, plan: PlannedFile, deps: list[int]) -> int:
+        """Place one segment laid out by ``plan``: its arrays are written at :meth:`commit` while
+        their CRC32s are computed, then its head; its number."""
+        number = self.add_segment([], plan.length, 0, deps)
+        self.placed[-1] = (self.placed[-1][0], plan)
+        return number
+
     def commit(
         self,
         root_segment: int,
@@ -325,8 +333,19 @@ class Append:
             store = store.grown(need)  # committed state copied; this append is written into the copy
         if arrays is not None and store.view is not None:
             store.view.write_slot(slot_of_step, arrays)
-        for offset, pieces in self.placed:
-            store.write_data(offset, pieces)
+        for index, (offset, pieces) in enumerate(self.placed):
+            row = self.rows[index]
+            if isinstance(pieces, PlannedFile):
+                store.write_data(offset + pieces.data_at, pieces.data)  # while the pool checksums them
+                done = pieces.finish()
+                if done is None:  # no head fits the plan: the plain layout, never longer
+                    flat, row[1], row[2] = pieces.sequential()
+                    store.write_data(offset, flat)
+                else:
+                    store.write_data(offset, [done[0]])
+                    row[2] = done[1]
+            else:
+                store.write_data(offset, pieces)
         if self.rows:
             store.write_rows("segments", state.segments, np.stack(self.rows))
         if self.deps:
