@@ -215,3 +215,43 @@ def test_ngsolve_structured_fixture_loads(name: str, trusted: bool) -> None:
         if not math.isclose(got[k], expected[k], rel_tol=STRUCTURED_REL, abs_tol=STRUCTURED_ABS)
     }
     assert not wrong, f"{name} (NGSolve {info['ngsolve']}) under NGSolve {ngsolve.__version__}: {wrong}"
+
+
+def test_checkpoint_fixture_loads_appends_and_opens_in_vtk(tmp_path: Path) -> None:
+    """The committed checkpoint (three steps of an order-2 GridFunction with a VTK view) loads
+    under every supported NGSolve with its writer's numbers, VTK's reader lists its steps, and a
+    writer of this version appends to it and continues the view."""
+    ngsolve = pytest.importorskip("ngsolve")
+    vtk = pytest.importorskip("vtk")
+    name = "checkpoint.format1.h5"
+    info = MANIFEST[name]
+    path = tmp_path / name
+    path.write_bytes((FIXTURES / name).read_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the geometry stays out of an untrusted load
+        with ngser.Checkpoint(path, mode="r") as ck:
+            assert len(ck) == 3 and ck.times == info["times"]
+            steps = [ck.load(i) for i in range(3)]
+        for n, step in enumerate(steps):
+            gfu, mesh = step["u"], step["u"].space.mesh
+            assert step["n"] == n and step["label"] == f"step {n}" and mesh is steps[0]["u"].space.mesh
+            for key, got in (
+                (f"integral_u_{n}", ngsolve.Integrate(gfu, mesh)),
+                (f"u_at_point_{n}", gfu(mesh(0.3, 0.6))),
+            ):
+                assert math.isclose(got, info["numbers"][key], rel_tol=REL, abs_tol=ABS), key
+
+        def vtk_steps() -> int:
+            reader = vtk.vtkHDFReader()
+            reader.SetFileName(str(path))
+            reader.UpdateInformation()
+            return int(reader.GetNumberOfSteps())
+
+        assert vtk_steps() == 3
+        with ngser.Checkpoint(path, vtk=True) as ck:
+            gfu = ck.load(-1)["u"]
+            gfu.Set(4 * ngsolve.x * ngsolve.x + ngsolve.y)
+            ck.append({"u": gfu, "n": 3, "label": "step 3"}, time=0.75)
+        assert vtk_steps() == 4
+        with ngser.Checkpoint(path, mode="r") as ck:
+            assert ck.times == [*info["times"], 0.75] and ck.load(3)["n"] == 3
