@@ -7,8 +7,9 @@ The run solves u_t = Δu + f on the unit square (implicit Euler, 60 steps) and a
 2. starts it again in a child process with a new checkpoint and kills that process (SIGKILL) in
    the middle of its run;
 3. resumes: opens the checkpoint, loads the last step, and runs on from there to the end;
-4. checks that the resumed run ends with the reference's final solution, and that the file holds
-   the mesh once (the steps refer to it).
+4. checks that the resumed run ends with the reference's final solution, that the file holds
+   the mesh once (the steps refer to it), and that it is a VTKHDF time series of every step
+   (``vtk=True``): open ``heat.vtkhdf`` in ParaView to watch ``u`` evolve.
 
 ``python examples/heat_checkpoint.py [folder]``; exit status 0 when every check holds.
 """
@@ -23,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
 import ngsolve
 from netgen.geom2d import unit_square
 from ngsolve import H1, BilinearForm, GridFunction, LinearForm, Mesh, dx, exp, grad, x, y
@@ -68,7 +70,7 @@ def main(folder: Path) -> int:
     reference = simulate(None)
 
     print("2. the same run with a checkpoint, killed mid-run")
-    path = folder / "heat.h5"
+    path = folder / "heat.vtkhdf"  # an ngser checkpoint and, with vtk=True, a file ParaView opens
     child = subprocess.Popen([sys.executable, __file__, "--child", str(path)], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
     for line in child.stdout:
@@ -82,7 +84,7 @@ def main(folder: Path) -> int:
     print("3. resume from the last step in the checkpoint")
     # Load and append with one Checkpoint: the loaded mesh and space are known to be the stored ones,
     # so the steps appended now refer to them. trusted=True: our own file (its geometry is loaded).
-    with ngser.Checkpoint(path, trusted=True) as ck:
+    with ngser.Checkpoint(path, vtk=True, trusted=True) as ck:
         state = ck.load(-1)
         times = f"{ck.times[0]:.2f} ... {ck.times[-1]:.2f}"
         print(f"    {len(ck)} steps kept, times {times}; resuming at step {state['step']}")
@@ -99,6 +101,13 @@ def main(folder: Path) -> int:
         first, last = ck.load(0), ck.load(-1)
         check("steps share one mesh", first["u"].space.mesh is last["u"].space.mesh)
         size, vector = os.stat(path).st_blocks * 512, reference.vec.FV().NumPy().nbytes  # disk used
+        with h5py.File(path, "r") as f:  # the VTK view: its cells once, point data of every step
+            view = f["VTKHDF"]
+            check(
+                f"the VTK view lists every step ({int(view['Steps'].attrs['NSteps'])})",
+                list(view["Steps/Values"][:]) == ck.times,
+            )
+            size -= sum(d.id.get_storage_size() for d in _datasets(view))
         mesh_bytes = len(ngser.dumps(reference.space.mesh))
         check(
             f"the file ({size / 1e6:.2f} MB) holds the mesh ({mesh_bytes / 1e6:.2f} MB) once and "
@@ -109,9 +118,15 @@ def main(folder: Path) -> int:
     return 1 if failures else 0
 
 
+def _datasets(group: h5py.Group) -> list[h5py.Dataset]:
+    found: list[h5py.Dataset] = []
+    group.visititems(lambda _, obj: found.append(obj) if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
-        with ngser.Checkpoint(sys.argv[2], mode="w") as checkpoint:
+        with ngser.Checkpoint(sys.argv[2], mode="w", vtk=True) as checkpoint:
             simulate(checkpoint, pause=0.2)
         sys.exit(0)
     ngsolve.SetNumThreads(1)
