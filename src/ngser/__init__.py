@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import _moved
+from ._export import export
 from ._version import __version__
 from .api import convert, decode, dumps, encode, load, loads, read_graph, save, write_graph
 from .backends import Limits
@@ -81,6 +82,7 @@ __all__ = [
     "NotFoundError",
     "StateError",
     "Checkpoint",
+    "export",
 ]
 
 _moved.install()  # ngser.registry, ngser.serializer, ... of ngser 0.1 stay importable

@@ -127,6 +127,7 @@ def save(
     format: Format | None = None,
     fallback: Fallback = None,
     registry: Registry | None = None,
+    vtk: bool = False,
     **options: Any,
 ) -> None:
     """Save ``obj`` to ``path``, a file name or a binary file object.
@@ -140,10 +141,21 @@ def save(
     failed save leaves the previous file as it was. A file object is written from its
     current position and needs ``format=``. ``fallback="cloudpickle"`` stores objects that
     have no serializer as cloudpickle bytes (loading them then needs ``trusted=True``).
+
+    ``vtk=True`` (HDF5 files only; needs NGSolve) also writes a ``/VTKHDF`` group that ParaView
+    opens: every GridFunction found under a name (a dict key) is point data of that name
+    (``docs/vtk.md``). Name the file ``.vtkhdf`` or ``.hdf`` for ParaView; such a name saves
+    as HDF5 with ``vtk=True``, and loads as any ngser file (the format is read from its bytes).
     """
     target = _path(path, "write")
     if target is None and format is None:
         raise ArgumentError("saving to a file object needs format='msgpack', 'pickle' or 'hdf5'")
+    then = None
+    if vtk is not False:
+        from ._export import vtk_format, vtk_writer
+
+        format = vtk_format(vtk, target, format)
+        then = vtk_writer(obj, target)  # the fields are sampled before anything is written
     backend = get_backend(format or format_for_path(target))  # type: ignore[arg-type]
     backend.check_options(options)
     with gc_paused():  # the graph is freed before the collector resumes (it would scan it all)
@@ -151,7 +163,7 @@ def save(
         if target is None:
             backend.write_stream(graph, path, **options)  # type: ignore[arg-type]
         else:
-            _write_atomically(backend, graph, target, options)
+            _write_atomically(backend, graph, target, options, then)
         del graph
 
 
@@ -313,8 +325,23 @@ def write_graph(graph: Graph, path: PathLike, *, format: Format | None = None, *
     _write_atomically(backend, graph, path, options)
 
 
-def _write_atomically(backend: Backend, graph: Graph, path: PathLike, options: dict[str, Any]) -> None:
-    atomic_write(path, lambda temp: backend.write_path(graph, temp, **options))
+def _write_atomically(
+    backend: Backend,
+    graph: Graph,
+    path: PathLike,
+    options: dict[str, Any],
+    then: Callable[[str], None] | None = None,
+) -> None:
+    """Write ``graph`` to a temporary file, call ``then(temp_path)`` on the closed file if given
+    (to add to it, e.g. a ``/VTKHDF`` group), and rename it over ``path``: a failure in either
+    leaves the previous file as it was."""
+
+    def write(temp: str) -> None:
+        backend.write_path(graph, temp, **options)
+        if then is not None:
+            then(temp)
+
+    atomic_write(path, write)
 
 
 def convert(

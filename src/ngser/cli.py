@@ -5,6 +5,7 @@ Usage::
     ngser info result.h5              # format, versions, object counts, structure, arrays
     ngser convert result.pkl result.h5 --compression gzip
     ngser verify result.h5 other.msgpack
+    ngser export heat.h5 heat.vtkhdf  # GridFunctions for ParaView (ngser.export)
     python -m ngser info result.h5    # the same, without the script on PATH
 
 Only the object graph is read (:func:`ngser.read_graph`), so files of NGSolve objects
@@ -27,6 +28,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from ._export import command as export_command
 from ._version import __version__
 from .api import read_graph, read_graph_lazily, sniff_file, write_graph
 from .backends import format_for_path
@@ -70,7 +72,7 @@ def _error(message: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ngser", description="Inspect, convert and verify ngser files (msgpack, pickle, HDF5)."
+        prog="ngser", description="Inspect, convert, verify and export ngser files (msgpack, pickle, HDF5)."
     )
     parser.add_argument("--version", action="version", version=f"ngser {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -92,6 +94,14 @@ def _parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="check every checksum of one or more files")
     verify.add_argument("files", nargs="+", metavar="file")
     verify.set_defaults(run=_verify)
+
+    export = commands.add_parser("export", help="write a file's GridFunctions as VTKHDF for ParaView (needs NGSolve)")
+    export.add_argument("src", help="a saved file (any format) or a checkpoint (a series of steps)")
+    export.add_argument("dst", help="the VTKHDF file to write (name it .vtkhdf for ParaView)")
+    export.add_argument("--order", type=int, help="Lagrange order of the cells (default: the fields')")
+    export.add_argument("--step", type=int, help="of a checkpoint, only this step (default: every step)")
+    export.add_argument("--trusted", action="store_true", help="load as ngser.load(..., trusted=True)")
+    export.set_defaults(run=export_command)
     return parser
 
 
