@@ -12,8 +12,8 @@ Layout (``docs/checkpoints.md``)::
 
 Every dataset is contiguous and allocated when the file is made, so an append never changes
 HDF5's metadata: it writes bytes at known file offsets (``os.pwrite``) where no kept step points,
-``fsync``s, then writes one commit slot (sequence number, the counts in use, CRC32) in one
-``pwrite`` and ``fsync``s again. A reader takes the valid slot with the highest sequence number:
+``fdatasync``s, then writes one commit slot (sequence number, the counts in use, CRC32) in one
+``pwrite`` and ``fdatasync``s again. A reader takes the valid slot with the highest sequence number:
 a writer killed at any moment leaves the previous commit whole. When a dataset is full, the
 checkpoint is copied into a new file with twice the room and renamed over the old one (the
 atomic save of every ngser file): again nothing committed can be lost.
@@ -31,11 +31,12 @@ import numpy as np
 from ..backends.msgpack_format import PlannedFile
 from ..errors import FormatError
 from ._layout import FORMAT, ROOT, SLOT, TABLES, Capacity, Committed, create_file, layout, slot
-from ._vtkview import GROUP, LOCATOR, Grid, View
+from ._vtkview import GROUP, LOCATOR, Grid, View, sync
 
 __all__ = ["Append", "Store"]
 
 _IOV_MAX = 1024  # buffers one pwritev takes (Linux's IOV_MAX)
+_GROWTH = 4  # a full data dataset is copied into one this many times larger
 
 
 class Store:
@@ -209,27 +210,27 @@ class Store:
 
     def commit(self, state: Committed) -> None:
         """Make ``state`` the commit in force: the data written before is synced first."""
-        os.fsync(self.fd)
+        sync(self.fd)
         self.write_rows("commits", state.seq % 2, slot(state).reshape(1, SLOT))
-        os.fsync(self.fd)
+        sync(self.fd)
         self.state = state
 
     def grown(self, need: Capacity, grid: Grid | None = None, slots: int = 0) -> Store:
-        """A copy of this checkpoint with room for ``need`` (at least twice the old room of
+        """A copy of this checkpoint with room for ``need`` (a multiple of the old room of
         whatever was short), renamed over this file; this store is closed. With ``grid`` the copy
         has a new VTK view of it (the old view's steps are not copied); else the old view, if
         any, is copied with room for ``slots`` steps."""
         old = self.capacity()
-        # Twice the old room, and at least twice what is needed now: a series of big steps copies
-        # its data a few times at the start, then rarely.
+        # Whatever is short grows to at least twice what is needed now and _GROWTH times its old
+        # room (twice for the tables): every byte of a long series is copied a third of a time on
+        # average, and the room not yet used is a hole in the file (no disk) where files can have holes.
         room = Capacity(
             *(
-                max(getattr(old, f), 2 * getattr(old, f), 2 * getattr(need, f))
-                if getattr(need, f) > getattr(old, f)
+                max(factor * getattr(old, f), 2 * getattr(need, f)) if getattr(need, f) > getattr(old, f)
                 else getattr(old, f)
-                for f in ("data", "segments", "deps", "steps")
+                for f, factor in (("data", _GROWTH), ("segments", 2), ("deps", 2), ("steps", 2))
             )
-        )
+        )  # fmt: skip
         state, views = self.state, self._views
         old_view = self.view if grid is None else None
         if grid is None and self.view is not None:
