@@ -13,8 +13,9 @@ OLDEST_VENV ?= .venv-ngsolve-oldest
 OLDEST_PY := $(OLDEST_VENV)/bin/python
 # The stamp names the version: changing NGSOLVE_OLDEST reinstalls.
 OLDEST_STAMP := $(OLDEST_VENV)/.ngser-installed-ngsolve-$(NGSOLVE_OLDEST)
-# What runs under the oldest NGSolve: the NGSolve tests and the fixtures (files of both versions).
-OLDEST_TESTS := tests/ngsolve tests/test_fixtures.py tests/test_vtkhdf.py
+# What runs under the oldest NGSolve: the NGSolve tests, the fixtures (files of both versions), the VTKHDF
+# tests and the crafted-file fuzzer (hostile states reach NGSolve, whose refusals differ by version).
+OLDEST_TESTS := tests/ngsolve tests/test_fixtures.py tests/test_vtkhdf.py tests/test_fuzz_crafted.py
 
 .PHONY: demo test test-ngsolve-oldest fixtures-ngsolve-oldest bench lint clean
 

@@ -336,3 +336,15 @@ def test_an_ngsolve_file_without_ngsolve_says_what_to_install(tmp_path: Path) ->
     for line in lines[:2]:
         assert "'ngsolve.Parameter'" in line and "pip install 'ngser[ngsolve]'" in line and "No module named" in line
     assert lines[2] == "raw {'k': RawNode(name='ngsolve.Parameter', version=1)}"
+
+
+def test_a_huge_message_is_cut_to_its_start_and_end() -> None:
+    """Regression (crafted-file fuzzer, NGSolve 6.2.2501): NGSolve's refusal of a space type of a
+    million characters quoted it whole, and ngser's StateError carried the million characters on."""
+    huge = "undefined fespace '" + "x" * 1_000_000 + "' (end)"
+    error = ngser.StateError(huge)
+    assert len(str(error)) < 4_100 and str(error).startswith("undefined fespace 'xxx") and str(error).endswith("(end)")
+    assert "characters left out" in str(error)
+    located = ngser.FormatError("short").locate(path="f.h5", node=3, type_name="ngsolve.FESpace")
+    assert str(located) == "f.h5: 'ngsolve.FESpace' (node 3): short"
+    assert len(str(ngser.FormatError("x" * 3_990).locate(path="p" * 500, node=1, type_name="t"))) < 4_100

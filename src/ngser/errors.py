@@ -50,6 +50,23 @@ class NgserWarning(UserWarning):
     GridFunction that a VTK view cannot hold. Silence with ``warnings.simplefilter("ignore", ngser.NgserWarning)``."""
 
 
+#: The longest message an :class:`NgserError` carries; longer ones keep their start and end.
+MAX_MESSAGE = 4000
+
+
+def bounded(message: str, limit: int = MAX_MESSAGE) -> str:
+    """``message`` cut to at most about ``limit`` characters: its start and end, and how much was
+    left out between them.
+
+    >>> len(bounded("x" * 10**6)) < 4100
+    True
+    """
+    if len(message) <= limit:
+        return message
+    head, tail = message[: limit * 3 // 4], message[-(limit // 4) :]
+    return f"{head} ... [{len(message) - len(head) - len(tail):,} characters left out] ... {tail}"
+
+
 class NgserError(Exception):
     """Base class of every error ngser raises on purpose.
 
@@ -65,6 +82,8 @@ class NgserError(Exception):
     def __init__(
         self, *args: object, path: str | None = None, node: int | None = None, type_name: str | None = None
     ) -> None:
+        if args and isinstance(args[0], str) and len(args[0]) > MAX_MESSAGE:
+            args = (bounded(args[0]), *args[1:])  # e.g. a library's message quoting a huge value of a file
         super().__init__(*args)
         if path is not None or node is not None or type_name is not None:  # the message says where already
             self.path, self.node, self.type_name = path, node, type_name
@@ -82,7 +101,7 @@ class NgserError(Exception):
         message = str(self.args[0]) if self.args else ""
         prefix = ": ".join(parts)
         if prefix and not message.startswith(prefix):
-            self.args = (f"{prefix}: {message}", *self.args[1:])
+            self.args = (bounded(f"{prefix}: {message}"), *self.args[1:])
         return self
 
 
