@@ -12,6 +12,8 @@ import sys
 import warnings
 from typing import TYPE_CHECKING
 
+from ...errors import NgserWarning
+
 if TYPE_CHECKING:
     from ..base import Serializer
     from ..registry import Registry
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["GeometryWarning", "refusals", "register_all", "serializers", "warn_geometry"]
 
 
-class GeometryWarning(UserWarning):
+class GeometryWarning(NgserWarning):
     """A file's geometry was not loaded (the file is not trusted, it was written by another NGSolve
     version, or its bytes are damaged): the rest of the file loaded and the meshes of that geometry
     have none (curved ones are curved by the curvature their file stores). Defined here so that it
