@@ -65,13 +65,11 @@ class MsgpackBackend(StreamBackend):
         for entry, job in zip(entries, jobs):
             entry.crc = job.result()
         head = _head(graph, entries, 0)
-        data, total = _data_run(entries, views, crc)
+        data, length = _data_run(entries, views)
         start = _align(len(head))
         gap = bytes(start - len(head))
-        pieces = [head, gap, *data]
-        if crc:
-            total = crc32_combine(zlib.crc32(gap, zlib.crc32(head)), total, sum(memoryview(p).nbytes for p in data))
-        return pieces, start + sum(memoryview(p).nbytes for p in data), total
+        total = _with_data_crc(zlib.crc32(gap, zlib.crc32(head)), entries) if crc else 0
+        return [head, gap, *data], start + length, total
 
     def plan(self, graph: Graph) -> PlannedFile:
         """The file laid out before the arrays' checksums are known, so that a writer can write
@@ -83,8 +81,8 @@ class MsgpackBackend(StreamBackend):
         for entry in entries:
             entry.crc = 0xFFFFFFFF  # the longest encodings a CRC32 and a location can have
         longest = _head(graph, entries, 1 << 40)
-        data, _ = _data_run(entries, views, False)
-        return PlannedFile(graph, entries, jobs, data, _align(len(longest)))
+        data, length = _data_run(entries, views)
+        return PlannedFile(graph, entries, jobs, data, _align(len(longest)), length)
 
     def read(self, stream: IO[bytes], size: int, source: str, limits: Limits = DEFAULT_LIMITS) -> Graph:
         doc, start = _read_document(stream, size, source)
@@ -113,17 +111,18 @@ class PlannedFile:
     """A msgpack file of :meth:`MsgpackBackend.plan`: write :attr:`data` (buffers, one run) at
     :attr:`data_at`, then ``head, crc = finish()`` at 0; :attr:`length` bytes in all."""
 
-    def __init__(self, graph: Graph, entries: list[ArrayEntry], jobs: list[Any], data: list[Any], data_at: int) -> None:
+    def __init__(
+        self, graph: Graph, entries: list[ArrayEntry], jobs: list[Any], data: list[Any], data_at: int, data_length: int
+    ) -> None:
         self._graph, self._entries, self._jobs = graph, entries, jobs
         self.data, self.data_at = data, data_at
-        self.length = data_at + sum(memoryview(p).nbytes for p in data)
+        self.length = data_at + data_length
 
     def finish(self) -> tuple[bytes, int] | None:
         """The head (prelude, document, zeros up to :attr:`data_at`) and the CRC32 of the whole
         file; None in the rare case that no head fits (then write :meth:`MsgpackBackend.pieces`)."""
-        crcs = [job.result() for job in self._jobs]
-        for entry, crc in zip(self._entries, crcs):
-            entry.crc = crc
+        for entry, job in zip(self._entries, self._jobs):
+            entry.crc = job.result()
         shift = 0
         for _ in range(4):  # the locations' encodings may change the head's length: a few rounds
             head = _head(self._graph, self._entries, shift)
@@ -131,13 +130,7 @@ class PlannedFile:
                 return None
             if self.data_at - _align(len(head)) == shift:
                 head += bytes(self.data_at - len(head))
-                total, at = zlib.crc32(head), self.data_at
-                for entry, crc in zip(self._entries, crcs):
-                    location = self.data_at + int(entry.location)
-                    total = zlib.crc32(bytes(location - at), total) if location > at else total
-                    total = crc32_combine(total, crc, entry.nbytes)
-                    at = location + entry.nbytes
-                return head, zlib.crc32(bytes(self.length - at), total) if self.length > at else total
+                return head, _with_data_crc(zlib.crc32(head), self._entries)
             shift = self.data_at - _align(len(head))
         return None
 
@@ -182,20 +175,30 @@ def _head(graph: Graph, entries: list[ArrayEntry], shift: int) -> bytes:
     return PRELUDE.pack(MAGIC, len(doc), zlib.crc32(doc), 0) + doc
 
 
-def _data_run(entries: list[ArrayEntry], views: list[memoryview], crc: bool) -> tuple[list[Any], int]:
-    """The data section as buffers (arrays and the zeros between them) and, with ``crc``, its
-    CRC32 (the arrays' CRCs must be set)."""
+def _data_run(entries: list[ArrayEntry], views: list[memoryview]) -> tuple[list[Any], int]:
+    """The data section as buffers (the arrays and the zeros between them) and its length."""
     run: list[Any] = []
-    total, at = 0, 0
+    at = 0
     for entry, view in zip(entries, views):
         if int(entry.location) > at:
-            pad = bytes(int(entry.location) - at)
-            run.append(pad)
-            total = zlib.crc32(pad, total) if crc else 0
-        total = crc32_combine(total, int(entry.crc), view.nbytes) if crc and run else int(entry.crc)
+            run.append(bytes(int(entry.location) - at))
         run.append(view)
         at = int(entry.location) + view.nbytes
-    return run, total if crc else 0
+    return run, at
+
+
+def _with_data_crc(crc: int, entries: list[ArrayEntry]) -> int:
+    """``crc`` (the CRC32 of the bytes before the data section) carried on over the data section
+    of :func:`_data_run`: the zeros between the arrays, and the arrays' own CRC32s combined in
+    (they must be set), so that no array byte is read again."""
+    at = 0
+    for entry in entries:
+        location = int(entry.location)
+        if location > at:
+            crc = zlib.crc32(bytes(location - at), crc)
+        crc = crc32_combine(crc, int(entry.crc), entry.nbytes)
+        at = location + entry.nbytes
+    return crc
 
 
 def _read_payload(stream: IO[bytes], start: int, entry: ArrayEntry) -> np.ndarray[Any, Any]:
