@@ -17,6 +17,7 @@ from ..atomic import atomic_write
 from ..backends import DEFAULT_LIMITS
 from ..backends._hdf5_checks import Inspector
 from ..errors import FormatError, NgserError
+from ._raw import contiguous
 from ._vtkview import LOCATOR, Grid, View, create_group, locate
 
 __all__ = [
@@ -99,13 +100,7 @@ def create_file(path: str, capacity: Capacity, fill: Any = None, grid: Grid | No
             root = file.require_group(ROOT)
             for name, (dtype, columns) in TABLES.items():
                 shape = (capacity.rows(name),) if columns == 1 else (capacity.rows(name), columns)
-                dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-                dcpl.set_layout(h5py.h5d.CONTIGUOUS)
-                dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # the room exists from the start
-                dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
-                dcpl.set_obj_track_times(False)
-                space = h5py.h5s.create_simple(shape)
-                h5py.h5d.create(root.id, name.encode(), h5py.h5t.py_create(np.dtype(dtype)), space, dcpl=dcpl)
+                contiguous(root, name, shape, dtype)
             if grid is not None:
                 create_group(file, grid, slots)
         locator = locate(temp) if grid is not None else None

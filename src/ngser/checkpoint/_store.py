@@ -31,7 +31,8 @@ import numpy as np
 from ..backends.msgpack_format import PlannedFile
 from ..errors import FormatError
 from ._layout import FORMAT, ROOT, SLOT, TABLES, Capacity, Committed, create_file, layout, slot
-from ._vtkview import GROUP, LOCATOR, Grid, View, sync
+from ._raw import sync
+from ._vtkview import GROUP, LOCATOR, Grid, View
 
 __all__ = ["Append", "Store"]
 

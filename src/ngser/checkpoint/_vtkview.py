@@ -30,8 +30,9 @@ import h5py
 import numpy as np
 
 from ..errors import FormatError
+from ._raw import contiguous, one_chunk, sync
 
-__all__ = ["Grid", "View", "create_group", "locate", "sync", "GROUP", "LOCATOR"]
+__all__ = ["Grid", "View", "create_group", "locate", "GROUP", "LOCATOR"]
 
 GROUP = "/VTKHDF"
 LOCATOR = "/ngser/checkpoint/vtk"  # int64 (7,): offsets of NSteps and of SIZED's sizes, format, crc32
@@ -71,25 +72,6 @@ class Grid:
         return bool(np.abs(self.points - other.points).max(initial=0.0) <= 1e-12 * scale)
 
 
-def sync(fd: int) -> None:
-    """Make what was written to ``fd`` durable: ``fdatasync`` where there is one (the data and what
-    is needed to read it back, such as newly allocated blocks, but not the modification time,
-    which spares a journal commit), else ``fsync``. Used for every ordering point of an append."""
-    (getattr(os, "fdatasync", None) or os.fsync)(fd)
-
-
-def _contiguous(group: Any, name: str, shape: tuple[int, ...], dtype: Any, data: Any = None) -> None:
-    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-    dcpl.set_layout(h5py.h5d.CONTIGUOUS)
-    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
-    dcpl.set_obj_track_times(False)  # no modification time: a size change changes its 8 bytes only
-    space = h5py.h5s.create_simple(shape)
-    h5py.h5d.create(group.id, name.encode(), h5py.h5t.py_create(np.dtype(dtype)), space, dcpl=dcpl)
-    if data is not None and data.size:
-        group[name][...] = data
-
-
 def create_group(file: h5py.File, grid: Grid, slots: int) -> None:
     """Create the view of ``grid`` with room for ``slots`` steps (an empty listing)."""
     root = file.create_group(GROUP)
@@ -97,36 +79,25 @@ def create_group(file: h5py.File, grid: Grid, slots: int) -> None:
     root.attrs.create("Type", np.bytes_(b"UnstructuredGrid"))
     counts = (grid.n, len(grid.types), len(grid.connectivity))
     for key, count in zip(_PER_STEP, counts):
-        _sized(root, key, slots, "<i8")
+        one_chunk(root, key, slots, "<i8")
         root[key][...] = count
-    _contiguous(root, "Points", (grid.n, 3), "<f8", grid.points)
-    _contiguous(root, "Types", (len(grid.types),), "u1", grid.types)
-    _contiguous(root, "Connectivity", (len(grid.connectivity),), "<i8", grid.connectivity)
-    _contiguous(root, "Offsets", (len(grid.offsets),), "<i8", grid.offsets)
+    contiguous(root, "Points", (grid.n, 3), "<f8", grid.points)
+    contiguous(root, "Types", (len(grid.types),), "u1", grid.types)
+    contiguous(root, "Connectivity", (len(grid.connectivity),), "<i8", grid.connectivity)
+    contiguous(root, "Offsets", (len(grid.offsets),), "<i8", grid.offsets)
     data = root.create_group("PointData")
     steps = root.create_group("Steps")
     offsets = steps.create_group("PointDataOffsets")
     for name, shape in grid.arrays.items():
-        _contiguous(data, name, (slots * grid.n, *shape), "<f8")
-        _contiguous(offsets, name, (slots,), "<i8")
+        contiguous(data, name, (slots * grid.n, *shape), "<f8")
+        contiguous(offsets, name, (slots,), "<i8")
     steps.attrs.create("NSteps", np.int64(0))
-    _sized(steps, "Values", slots, "<f8")
-    _contiguous(steps, "NumberOfParts", (slots,), "<i8", np.ones(slots, dtype=np.int64))
+    one_chunk(steps, "Values", slots, "<f8")
+    contiguous(steps, "NumberOfParts", (slots,), "<i8", np.ones(slots, dtype=np.int64))
     for key in _ZEROS:
-        _contiguous(steps, key, (slots,), "<i8", np.zeros(slots, dtype=np.int64))
+        contiguous(steps, key, (slots,), "<i8", np.zeros(slots, dtype=np.int64))
     rows = _LOCATOR_ROWS
-    _contiguous(file.require_group("/ngser/checkpoint"), "vtk", (rows,), "<i8", np.zeros(rows, dtype=np.int64))
-
-
-def _sized(group: Any, name: str, slots: int, dtype: str) -> None:
-    """A dataset of one chunk of ``slots`` rows, allocated now, whose size :class:`View` sets."""
-    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-    dcpl.set_chunk((slots,))
-    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
-    dcpl.set_obj_track_times(False)  # no modification time: a size change changes its 8 bytes only
-    space = h5py.h5s.create_simple((slots,), (h5py.h5s.UNLIMITED,))
-    h5py.h5d.create(group.id, name.encode(), h5py.h5t.py_create(np.dtype(dtype)), space, dcpl=dcpl)
+    contiguous(file.require_group("/ngser/checkpoint"), "vtk", (rows,), "<i8", np.zeros(rows, dtype=np.int64))
 
 
 def locate(path: str) -> np.ndarray[Any, Any]:
