@@ -10,12 +10,14 @@ The values come from the library (:data:`ngser.backends.EXTENSIONS`, the msgpack
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import zlib
 
 from ngser.backends import EXTENSIONS
 from ngser.backends.msgpack_format import ALIGN, MAGIC, PRELUDE
 
-__all__ = ["EXTENSION", "msgpack_data_start", "msgpack_file", "msgpack_parts"]
+__all__ = ["EXTENSION", "msgpack_data_start", "msgpack_file", "msgpack_parts", "ngser_cli"]
 
 
 def _first_extensions() -> dict[str, str]:
@@ -49,3 +51,8 @@ def msgpack_parts(file: bytes) -> tuple[bytes, bytes]:
     again (zero-padded up to ``ALIGN`` if it has no data section)."""
     _, doc_len, _, _ = PRELUDE.unpack_from(file)
     return bytes(file[PRELUDE.size : PRELUDE.size + doc_len]), bytes(file[msgpack_data_start(doc_len) :])
+
+
+def ngser_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m ngser ARGS`` in a child process, its output captured as text."""
+    return subprocess.run([sys.executable, "-m", "ngser", *args], capture_output=True, text=True, timeout=timeout)

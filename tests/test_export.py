@@ -18,11 +18,11 @@ vtk = pytest.importorskip("vtk")
 
 from netgen.occ import unit_square  # noqa: E402
 from ngsolve import CF, H1, GridFunction, Mesh, VectorH1, x, y  # noqa: E402
-from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
-from vtkmodules.vtkCommonExecutionModel import vtkStreamingDemandDrivenPipeline  # noqa: E402
 
 import ngser  # noqa: E402
+from helpers import ngser_cli  # noqa: E402
 from ngser.cli import main  # noqa: E402
+from vtk_reading import node_error, read, times_of  # noqa: E402
 
 TOL = 1e-12
 #: Files of meshes with an OCC geometry load without it when not trusted (and say so): not tested here.
@@ -31,35 +31,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::ngser.serializers.ngsolve.Geome
 
 def square(h: float = 0.3) -> Any:
     return Mesh(unit_square.GenerateMesh(maxh=h))
-
-
-def read(path: Path, step: int | None = None) -> tuple[Any, Any]:
-    reader = vtk.vtkHDFReader()
-    reader.SetFileName(str(path))
-    reader.UpdateInformation()
-    if step is not None:
-        reader.SetStep(step)
-    reader.Update()
-    return reader, reader.GetOutput()
-
-
-def vtk_times(reader: Any) -> list[float]:
-    return list(reader.GetOutputInformation(0).Get(vtkStreamingDemandDrivenPipeline.TIME_STEPS()) or ())
-
-
-def node_error(grid: Any, name: str, cf: Any, mesh: Any) -> float:
-    """Largest difference between the point array ``name`` and ``cf`` at the nodes, found by NGSolve's
-    point search (independent of the writer)."""
-    pts = vtk_to_numpy(grid.GetPoints().GetData())
-    located = mesh(pts[:, 0], pts[:, 1])
-    assert np.all(located["nr"] >= 0)
-    expected = np.asarray(cf(located)).reshape(len(pts), -1)
-    got = vtk_to_numpy(grid.GetPointData().GetArray(name)).reshape(len(pts), -1)[:, : expected.shape[1]]
-    return float(np.abs(got - expected).max())
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ngser", *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
@@ -95,7 +66,7 @@ def test_a_saved_file_in_any_format_exports_to_a_grid_without_steps(
     ngser.export(src, dst)
     mesh = fields["u"].space.mesh
     reader, grid = read(dst)
-    assert reader.GetNumberOfSteps() == 1 and vtk_times(reader) == []
+    assert reader.GetNumberOfSteps() == 1 and times_of(reader) == ()
     with h5py.File(dst, "r") as f:
         assert "Steps" not in f["VTKHDF"] and set(f) == {"VTKHDF"}
     assert grid.GetNumberOfCells() == mesh.ne
@@ -108,7 +79,7 @@ def test_a_saved_file_in_any_format_exports_to_a_grid_without_steps(
 
 def test_the_order_option_sets_the_cells(tmp_path: Path, fields: dict[str, Any]) -> None:
     ngser.save(fields, tmp_path / "r.h5")
-    result = cli("export", str(tmp_path / "r.h5"), str(tmp_path / "r.vtkhdf"), "--order", "3")
+    result = ngser_cli("export", str(tmp_path / "r.h5"), str(tmp_path / "r.vtkhdf"), "--order", "3")
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     _, grid = read(tmp_path / "r.vtkhdf")
@@ -123,11 +94,11 @@ def test_the_order_option_sets_the_cells(tmp_path: Path, fields: dict[str, Any])
 def test_a_checkpoint_exports_to_a_series_with_the_mesh_once(tmp_path: Path) -> None:
     src, dst = tmp_path / "heat.h5", tmp_path / "heat.vtkhdf"
     mesh, vectors = heat_checkpoint(src)
-    result = cli("export", str(src), str(dst))
+    result = ngser_cli("export", str(src), str(dst))
     assert result.returncode == 0, result.stderr
     reader, grid = read(dst)
     assert reader.GetNumberOfSteps() == 5
-    assert vtk_times(reader) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert times_of(reader) == (0.0, 0.25, 0.5, 0.75, 1.0)
     with h5py.File(dst, "r") as f:
         root = f["VTKHDF"]
         assert root["Points"].shape == (10 * mesh.ne, 3)  # the mesh once, order-3 cells
@@ -144,14 +115,14 @@ def test_a_checkpoint_exports_to_a_series_with_the_mesh_once(tmp_path: Path) -> 
 def test_one_step_of_a_checkpoint_exports_alone(tmp_path: Path) -> None:
     src = tmp_path / "heat.h5"
     mesh, vectors = heat_checkpoint(src)
-    result = cli("export", str(src), str(tmp_path / "s.vtkhdf"), "--step", "-2")
+    result = ngser_cli("export", str(src), str(tmp_path / "s.vtkhdf"), "--step", "-2")
     assert result.returncode == 0, result.stderr
     reader, grid = read(tmp_path / "s.vtkhdf")
     assert reader.GetNumberOfSteps() == 1
     u = GridFunction(H1(mesh, order=3))
     u.vec.FV().NumPy()[:] = vectors[3]
     assert node_error(grid, "u", u, mesh) <= TOL
-    result = cli("export", str(src), str(tmp_path / "t.vtkhdf"), "--step", "5")
+    result = ngser_cli("export", str(src), str(tmp_path / "t.vtkhdf"), "--step", "5")
     assert result.returncode == 1 and "step 5 does not exist" in result.stderr
 
 
@@ -231,10 +202,10 @@ def test_fields_on_another_mesh_are_left_out_with_a_warning(tmp_path: Path, fiel
 def test_loading_is_safe_unless_trusted(tmp_path: Path, fields: dict[str, Any]) -> None:
     src = tmp_path / "r.pkl"
     ngser.save({**fields, "f": lambda t: t + 1}, src, fallback="cloudpickle")
-    result = cli("export", str(src), str(tmp_path / "r.vtkhdf"))
+    result = ngser_cli("export", str(src), str(tmp_path / "r.vtkhdf"))
     assert result.returncode == 1 and "trusted" in result.stderr and not (tmp_path / "r.vtkhdf").exists()
     assert len(result.stderr.strip().splitlines()) == 1
-    result = cli("export", str(src), str(tmp_path / "r.vtkhdf"), "--trusted")
+    result = ngser_cli("export", str(src), str(tmp_path / "r.vtkhdf"), "--trusted")
     assert result.returncode == 0, result.stderr
     assert node_error(read(tmp_path / "r.vtkhdf")[1], "u", fields["u"], fields["u"].space.mesh) <= TOL
 

@@ -20,10 +20,10 @@ from netgen.occ import Circle, OCCGeometry, Sphere, unit_square  # noqa: E402
 from ngsolve import CF, H1, L2, VOL, GridFunction, Mesh, VectorH1, x, y, z  # noqa: E402
 from ngsolve.meshes import MakeStructured2DMesh, MakeStructured3DMesh  # noqa: E402
 from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
-from vtkmodules.vtkCommonExecutionModel import vtkStreamingDemandDrivenPipeline  # noqa: E402
 
 import ngser.vtk as nv  # noqa: E402
 from ngser.vtk import _cells  # noqa: E402
+from vtk_reading import read, times_of  # noqa: E402
 
 TOL = 1e-12
 VTK_CELLS = {
@@ -95,20 +95,6 @@ def mixed_3d() -> Any:
 
 
 # --- reading with VTK --------------------------------------------------------------------------
-
-
-def read(path: Path, step: int | None = None) -> tuple[Any, Any]:
-    reader = vtk.vtkHDFReader()
-    reader.SetFileName(str(path))
-    reader.UpdateInformation()
-    if step is not None:
-        reader.SetStep(step)
-    reader.Update()
-    return reader, reader.GetOutput()
-
-
-def times_of(reader: Any) -> tuple[float, ...]:
-    return tuple(reader.GetOutputInformation(0).Get(vtkStreamingDemandDrivenPipeline.TIME_STEPS()) or ())
 
 
 def array(grid: Any, name: str) -> np.ndarray:

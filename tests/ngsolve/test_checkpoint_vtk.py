@@ -28,21 +28,11 @@ from ngser.checkpoint._describe import describe_checkpoint, verify_checkpoint
 vtk = pytest.importorskip("vtk")
 from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
 
-
-def read(path: Path, step: int) -> Any:
-    reader = vtk.vtkHDFReader()
-    reader.SetFileName(str(path))
-    reader.UpdateInformation()
-    reader.SetStep(step)
-    reader.Update()
-    return reader.GetOutput()
+from vtk_reading import read, reader_of  # noqa: E402
 
 
 def steps_of(path: Path) -> int:
-    reader = vtk.vtkHDFReader()
-    reader.SetFileName(str(path))
-    reader.UpdateInformation()
-    return int(reader.GetNumberOfSteps())
+    return int(reader_of(path).GetNumberOfSteps())
 
 
 def vtk_times(path: Path) -> list[float]:
@@ -90,7 +80,7 @@ def test_every_step_is_in_the_vtk_view_with_the_fields_values(tmp_path: Path) ->
     assert vtk_times(path) == [0.5 * n for n in range(9)]
     with ngser.Checkpoint(path, mode="r") as ck:
         for n in range(9):
-            grid = read(path, n)
+            grid = read(path, n)[1]
             assert grid.GetNumberOfCells() == mesh.ne
             gfu.Set(field(n))
             assert node_error(grid, "u", gfu) < 1e-12
@@ -125,7 +115,7 @@ def test_keep_rolls_the_view_and_reuses_its_room(tmp_path: Path) -> None:
     assert steps_of(path) == 3 and vtk_times(path) == [13.5, 14.0, 14.5]
     for k, n in enumerate(range(27, 30)):
         gfu.Set(field(n))
-        assert node_error(read(path, k), "u", gfu) < 1e-12
+        assert node_error(read(path, k)[1], "u", gfu) < 1e-12
 
 
 def test_a_restarted_run_continues_the_view(tmp_path: Path) -> None:
@@ -139,7 +129,7 @@ def test_a_restarted_run_continues_the_view(tmp_path: Path) -> None:
                 gfu.Set(field(n))
                 ck.append({"u": gfu, "n": n}, time=0.5 * n)
     assert steps_of(path) == 6
-    assert node_error(read(path, 5), "u", gfu) < 1e-12
+    assert node_error(read(path, 5)[1], "u", gfu) < 1e-12
 
 
 def test_vectors_and_complex_fields_are_point_arrays(tmp_path: Path) -> None:
@@ -151,7 +141,7 @@ def test_vectors_and_complex_fields_are_point_arrays(tmp_path: Path) -> None:
     cplx.Set(x + 1j * y)
     with ngser.Checkpoint(path, vtk=True) as ck:
         ck.append({"v": vec, "c": cplx, "meta": {"nested": vec}}, time=1.0)
-    grid = read(path, 0)
+    grid = read(path, 0)[1]
     names = {grid.GetPointData().GetArrayName(i) for i in range(grid.GetPointData().GetNumberOfArrays())}
     assert names == {"v", "c_real", "c_imag", "meta.nested"}
     points = vtk_to_numpy(grid.GetPoints().GetData())
@@ -264,6 +254,6 @@ def test_a_killed_writer_leaves_a_view_vtk_reads(tmp_path: Path, keep: int) -> N
         before = [committed[0] - 1, *committed[:-1]] if keep and committed[0] > 0 else committed[:-1]
         assert listed in (committed, before)
         for k, t in enumerate(listed):
-            values = vtk_to_numpy(read(path, k).GetPointData().GetArray("u"))
-            points = vtk_to_numpy(read(path, k).GetPoints().GetData())
+            values = vtk_to_numpy(read(path, k)[1].GetPointData().GetArray("u"))
+            points = vtk_to_numpy(read(path, k)[1].GetPoints().GetData())
             assert np.abs(values - ((t + 1) * points[:, 0] ** 2 + points[:, 1])).max() < 1e-9 * (t + 1)

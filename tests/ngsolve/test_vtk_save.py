@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,30 +21,11 @@ import ngser
 import ngser.vtk
 
 vtk = pytest.importorskip("vtk")
-from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
+
+from helpers import ngser_cli  # noqa: E402
+from vtk_reading import node_error, read  # noqa: E402
 
 TOL = 1e-12
-
-
-def read(path: Path) -> tuple[Any, Any]:
-    reader = vtk.vtkHDFReader()
-    reader.SetFileName(str(path))
-    reader.Update()
-    return reader, reader.GetOutput()
-
-
-def node_error(grid: Any, name: str, cf: Any, mesh: Any) -> float:
-    """Largest difference between the point array ``name`` and ``cf`` at the nodes (NGSolve's point search)."""
-    pts = vtk_to_numpy(grid.GetPoints().GetData())
-    located = mesh(pts[:, 0], pts[:, 1])
-    assert np.all(located["nr"] >= 0)
-    expected = np.asarray(cf(located)).reshape(len(pts), -1)
-    got = vtk_to_numpy(grid.GetPointData().GetArray(name)).reshape(len(pts), -1)[:, : expected.shape[1]]
-    return float(np.abs(got - expected).max())
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ngser", *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
@@ -96,18 +75,18 @@ def test_the_saved_file_opens_in_vtk_with_the_fields_at_the_nodes(
 def test_info_verify_and_convert_work_on_such_files(tmp_path: Path, state: dict[str, Any]) -> None:
     path = tmp_path / "r.vtkhdf"
     ngser.save(state, path, vtk=True)  # a .vtkhdf name saves as HDF5 with vtk=True
-    info = cli("info", str(path))
+    info = ngser_cli("info", str(path))
     assert info.returncode == 0 and "format:         hdf5" in info.stdout, info.stderr
-    verify = cli("verify", str(path))
+    verify = ngser_cli("verify", str(path))
     assert verify.returncode == 0 and "OK (hdf5" in verify.stdout, verify.stdout
     for out in ("r.msgpack", "r2.h5"):
-        result = cli("convert", str(path), str(tmp_path / out))
+        result = ngser_cli("convert", str(path), str(tmp_path / out))
         assert result.returncode == 0, result.stderr
         again = ngser.load(tmp_path / out)
         np.testing.assert_array_equal(again["fields"]["v"].vec.FV().NumPy(), state["fields"]["v"].vec.FV().NumPy())
     with h5py.File(tmp_path / "r2.h5", "r") as f:
         assert "VTKHDF" not in f  # convert rewrites ngser's graph only; `ngser export` makes the VTK view
-    result = cli("export", str(path), str(tmp_path / "e.vtkhdf"))
+    result = ngser_cli("export", str(path), str(tmp_path / "e.vtkhdf"))
     assert result.returncode == 0, result.stderr
     with h5py.File(path, "r") as a, h5py.File(tmp_path / "e.vtkhdf", "r") as b:
         for key in ("Points", "Connectivity", "PointData/fields.u", "PointData/c_imag"):
@@ -180,7 +159,7 @@ def test_the_reader_ignores_the_vtk_group_whatever_it_holds(tmp_path: Path, stat
         f["VTKHDF"].create_dataset("big", shape=(10**12,), dtype="f8", chunks=(1024,))
     loaded = ngser.load(path)
     np.testing.assert_array_equal(loaded["fields"]["u"].vec.FV().NumPy(), state["fields"]["u"].vec.FV().NumPy())
-    assert cli("verify", str(path)).returncode == 0
+    assert ngser_cli("verify", str(path)).returncode == 0
 
 
 def test_a_mesh_without_volume_elements_is_refused(tmp_path: Path) -> None:
