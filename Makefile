@@ -22,13 +22,13 @@ OLDEST_TESTS := tests/ngsolve tests/test_fixtures.py tests/test_vtkhdf.py tests/
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[ngsolve,distributed,dev]"
+	$(PY) -m pip install --quiet -e ".[ngsolve,distributed,mpi,dev]"
 	@touch $(STAMP)
 
 $(OLDEST_STAMP): pyproject.toml
 	@test -x $(OLDEST_PY) || $(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_PY) -m pip install --quiet --upgrade pip
-	$(OLDEST_PY) -m pip install --quiet -e ".[ngsolve,dev]" $(NGSOLVE_OLDEST_PINS)
+	$(OLDEST_PY) -m pip install --quiet -e ".[ngsolve,mpi,dev]" $(NGSOLVE_OLDEST_PINS)
 	@rm -f $(OLDEST_VENV)/.ngser-installed-ngsolve-*
 	@touch $(OLDEST_STAMP)
 
