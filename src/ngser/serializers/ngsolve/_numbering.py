@@ -76,7 +76,8 @@ def _signature(mesh: Any) -> tuple[int, ...]:
 
 
 def _csr_rows(matrix: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows, cols, vals = matrix.COO()
+    # a distributed mesh assembles a ParallelMatrix: its rank-local part holds the local elements
+    rows, cols, vals = getattr(matrix, "local_mat", matrix).COO()
     return (
         np.asarray(rows, dtype=np.int64),
         np.asarray(cols, dtype=np.int64),
@@ -239,11 +240,13 @@ def renumbered(mesh: Any) -> bool:
     return result
 
 
-def _keys(fes: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(dofs, keys)``: the key ``[kind, a, b, c, d, position]`` of every stored dof."""
+def _keys(fes: Any, nodes: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(dofs, keys)``: the key ``[kind, a, b, c, d, position]`` of every stored dof. ``nodes``:
+    the mesh's edge and face vertices when the caller has them (``ngser.mpi`` passes its own: a
+    cache hit on some ranks only would leave the others alone in the collective helper spaces)."""
     mesh = fes.mesh
     dim, nv, ned, nfa = int(mesh.dim), int(mesh.nv), int(mesh.nedge), int(mesh.nface)
-    edges, faces = _mesh_nodes(mesh)
+    edges, faces = _mesh_nodes(mesh) if nodes is None else nodes
     # the faces of a 2D mesh are its elements (a refined one keeps those of its coarser levels,
     # and spaces differ in whether they number element dofs by face or by element): element
     # rows, not face rows, there
