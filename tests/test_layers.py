@@ -125,7 +125,7 @@ def test_the_top_level_holds_only_front_ends() -> None:
     top = sorted(p.stem for p in SRC.glob("*.py"))
     packages = sorted(p.name for p in SRC.iterdir() if (p / "__init__.py").exists())
     # the three layers, and the front-ends big enough to be packages of their own
-    assert packages == ["backends", "checkpoint", "graph", "serializers", "vtk"]
+    assert packages == ["backends", "checkpoint", "graph", "mpi", "serializers", "vtk"]
     assert len(top) <= 13, top
 
 

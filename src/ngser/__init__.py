@@ -21,6 +21,7 @@ from .api import convert, decode, dumps, encode, load, loads, read_graph, save, 
 from .backends import Limits
 from .errors import (
     ArgumentError,
+    CollectiveError,
     FileAccessError,
     FormatError,
     GraphError,
@@ -81,6 +82,7 @@ __all__ = [
     "ArgumentError",
     "NotFoundError",
     "StateError",
+    "CollectiveError",
     "Checkpoint",
     "export",
 ]

@@ -128,6 +128,7 @@ def save(
     fallback: Fallback = None,
     registry: Registry | None = None,
     vtk: bool = False,
+    comm: Any = None,
     **options: Any,
 ) -> None:
     """Save ``obj`` to ``path``, a file name or a binary file object.
@@ -146,7 +147,16 @@ def save(
     opens: every GridFunction found under a name (a dict key) is point data of that name
     (``docs/vtk.md``). Name the file ``.vtkhdf`` or ``.hdf`` for ParaView; such a name saves
     as HDF5 with ``vtk=True``, and loads as any ngser file (the format is read from its bytes).
+
+    ``comm=`` (an ``mpi4py`` communicator; every rank calls) saves the distributed meshes, spaces
+    and GridFunctions of a parallel run as one file of global objects (:func:`ngser.mpi.save`).
     """
+    if comm is not None:
+        from . import mpi
+
+        if fallback is not None or vtk is not False:
+            raise ArgumentError("a collective save (comm=) takes neither fallback= nor vtk=")
+        return mpi.save(obj, path, comm, format=format, registry=registry, **options)  # type: ignore[arg-type]
     target = _path(path, "write")
     if target is None and format is None:
         raise ArgumentError("saving to a file object needs format='msgpack', 'pickle' or 'hdf5'")
@@ -174,6 +184,7 @@ def load(
     unknown: Unknown = "error",
     registry: Registry | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    comm: Any = None,
 ) -> Any:
     """Load the object saved in ``path`` (a file name or a binary file object); the format is
     recognised from the file's first bytes.
@@ -185,7 +196,13 @@ def load(
     ``unknown="raw"`` returns :class:`~ngser.RawNode` placeholders for type names no
     installed serializer knows, instead of raising :class:`~ngser.UnknownTypeError`.
     ``limits`` (:class:`~ngser.Limits`) bound what the file may ask for beyond its size.
+    ``comm=`` (every rank calls, on any number of ranks) returns the meshes distributed over the
+    communicator with their spaces and GridFunctions (:func:`ngser.mpi.load`).
     """
+    if comm is not None:
+        from . import mpi
+
+        return mpi.load(path, comm, trusted=trusted, unknown=unknown, registry=registry, limits=limits)  # type: ignore[arg-type]
     source = _path(path, "read")
     if source is None:
         stream: IO[bytes] = path  # type: ignore[assignment]

@@ -25,6 +25,7 @@ __all__ = [
     "ArgumentError",
     "NotFoundError",
     "StateError",
+    "CollectiveError",
     "shown",
 ]
 
@@ -160,6 +161,12 @@ class NotFoundError(NgserError, KeyError):
 
     def __str__(self) -> str:  # KeyError's own __str__ shows the message as a repr
         return str(self.args[0]) if self.args else ""
+
+
+class CollectiveError(NgserError):
+    """The ranks of an MPI communicator did not make the same collective ngser call in time: a
+    rank did not call it, the ranks passed different objects, or another rank failed (the
+    message names the rank and its error). See ``docs/distributed.md``."""
 
 
 class StateError(FormatError):

@@ -75,8 +75,9 @@ def _elements(ngmesh: Any, dim: int) -> dict[str, np.ndarray]:
     return element_table(table, dim)
 
 
-def dump_netgen_mesh(ngmesh: Any) -> dict[str, Any]:
-    """The graph state of a ``netgen.meshing.Mesh`` (see ``docs/ngsolve.md``)."""
+def dump_netgen_mesh(ngmesh: Any, *, curvature: bool = True) -> dict[str, Any]:
+    """The graph state of a ``netgen.meshing.Mesh`` (see ``docs/ngsolve.md``); without its
+    curvature for ``curvature=False`` (``ngser.mpi`` gathers it itself)."""
     dim = int(ngmesh.dim)
     state: dict[str, Any] = {"dim": dim, "points": np.array(ngmesh.Coordinates(), dtype=np.float64, order="C")}
     for d in (3, 2, 1, 0):
@@ -106,7 +107,7 @@ def dump_netgen_mesh(ngmesh: Any) -> dict[str, Any]:
         state["singular_points"], state["singular_points_values"] = numbers, values
     state["identifications"], state["identification_types"] = identifications(ngmesh)
     state["curve_order"] = order = curve_order(ngmesh)
-    if order > 1:
+    if order > 1 and curvature:
         state["curvature"] = dump_curvature(ngmesh, order)
     state["geometry"] = _geometry_of(ngmesh)
     return state

@@ -1,0 +1,239 @@
+"""A collective save: every distributed object becomes its global serial counterpart on rank 0.
+
+Meshes: rank 0 collects every rank's points (by global vertex number) and elements (in global
+vertex numbers), keeps the volume elements in :func:`~._numbers.element_order` and each lower-
+dimensional element once, and rebuilds the global netgen mesh; a curved mesh's element map is
+gathered as a ``VectorH1`` field and applied as its stored curvature. Spaces are rebuilt on the
+global mesh from the state their serializer gives. GridFunctions: every rank sends the global keys
+of its dofs with their (cumulated) values, and rank 0 puts each value at the global dof of the
+same key. Steps run in the order of the walk, the same on every rank; rank 0's own failures are
+kept until the end, so that no rank is left alone in a collective step.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import ngsolve
+import ngsolve.comp as comp
+import numpy as np
+from mpi4py import MPI
+
+from ..errors import StateError
+from ..serializers import Registry
+from ..serializers.ngsolve._curvature import _measures, apply_curvature
+from ..serializers.ngsolve._numbering import _keys
+from ..serializers.ngsolve.mesh import dump_netgen_mesh, load_netgen_mesh
+from ._channel import RootSteps
+from ._numbers import dof_keys, element_order, key_rows, match_rows, sort_key, vertex_numbers
+from ._objects import curve_order, is_ngsolve, rebuild, space_parts
+
+__all__ = ["Globalizer", "MeshNumbers", "coordinates"]
+
+#: Per-element fields of a netgen mesh state, by dimension: keys ``elements{d}d_*``.
+_META = ("region_names", "face_descriptors", "edge_descriptors")
+
+
+@dataclass
+class MeshNumbers:
+    """A distributed mesh's global numbers, and its global counterpart on rank 0 (else None)."""
+
+    vertices: np.ndarray
+    elements: np.ndarray
+    mesh: Any
+
+
+def coordinates(mesh: Any, order: int) -> Any:
+    """The coordinate field of a curved mesh in ``VectorH1(order)`` (collective)."""
+    field = ngsolve.GridFunction(ngsolve.VectorH1(mesh, order=order))
+    field.Set(ngsolve.CF((ngsolve.x, ngsolve.y, ngsolve.z)[: int(mesh.dim)]))
+    return field
+
+
+class Globalizer(RootSteps):
+    """Turn the distributed objects of a walk into global ones on rank 0 (collective)."""
+
+    def __init__(self, comm: MPI.Comm, registry: Registry) -> None:
+        super().__init__(comm)
+        self.registry = registry
+        self.meshes: dict[int, MeshNumbers] = {}
+        self._done: dict[int, Any] = {}
+        self._alive: list[Any] = []  # keeps ids unique while the walk runs
+
+    def structure(self, obj: Any) -> Any:
+        """``obj`` with its distributed leaves replaced by global objects (rank 0)."""
+        return rebuild(obj, self.leaf)
+
+    def leaf(self, item: Any) -> Any:
+        if isinstance(item, ngsolve.Mesh):
+            return self.mesh(item).mesh
+        if isinstance(item, comp.GridFunction):
+            return self._once(item, self._gridfunction)
+        if isinstance(item, comp.FESpace):
+            return self._once(item, self._space)
+        return None if is_ngsolve(item) else item
+
+    def _once(self, item: Any, make: Any) -> Any:
+        if id(item) not in self._done:
+            self._alive.append(item)
+            self._done[id(item)] = make(item)
+        return self._done[id(item)]
+
+    def mesh(self, mesh: Any) -> MeshNumbers:
+        key = id(mesh)  # kept alive below: the id stays this mesh's
+        if key not in self.meshes:
+            self._alive.append(mesh)
+            self.meshes[key] = self._gather_mesh(mesh)
+        return self.meshes[key]
+
+    def _gather_mesh(self, mesh: Any) -> MeshNumbers:
+        comm = self.comm
+        vertices = vertex_numbers(mesh, comm)
+        state = dump_netgen_mesh(mesh.ngmesh, curvature=False)
+        for key, value in state.items():
+            if key.startswith("elements") and key.endswith("_vertices"):
+                state[key] = np.where(value > 0, vertices[np.maximum(value, 1) - 1] + 1, 0)
+        state["vertex_numbers"] = vertices
+        parts = comm.gather(state, root=0)
+        merged = self.on_root(_merge, parts)
+        elements = comm.scatter(merged[1] if merged is not None else [np.zeros(0, np.int64)] * comm.size, root=0)
+        global_mesh = None if merged is None else self.on_root(lambda: ngsolve.Mesh(load_netgen_mesh(merged[0])))
+        numbers = MeshNumbers(vertices, elements, global_mesh)
+        order = comm.allreduce(curve_order(mesh), op=MPI.MAX)
+        if order > 1:
+            local = coordinates(mesh, order)
+            measures = _measures(mesh)
+            space = self.on_root(lambda: ngsolve.VectorH1(global_mesh, order=order))
+            values = self._gather_values(local.space, space, [local.vec.FV().NumPy()], numbers, "the curved mesh")
+            self.on_root(_curve, global_mesh, order, values, measures)
+        return numbers
+
+    def _space(self, space: Any) -> Any:
+        serializer, state = space_parts(space, self.registry)
+        replaced = {
+            key: (
+                self.mesh(value).mesh
+                if isinstance(value, ngsolve.Mesh)
+                else self._once(value, self._space)
+                if isinstance(value, comp.FESpace)
+                else [self._once(s, self._space) for s in value]
+                if key == "spaces"
+                else value
+            )
+            for key, value in state.items()
+        }
+        return self.on_root(serializer.load, replaced)
+
+    def _gridfunction(self, gf: Any) -> Any:
+        space = self._once(gf.space, self._space)
+        for vec in gf.vecs:
+            vec.Cumulate()
+        what = f"the GridFunction {gf.name!r}"
+        values = self._gather_values(
+            gf.space, space, [vec.FV().NumPy() for vec in gf.vecs], self.mesh(gf.space.mesh), what
+        )
+        return self.on_root(_global_gridfunction, gf, space, values)
+
+    def _gather_values(
+        self, local: Any, space: Any, vectors: list[np.ndarray], numbers: MeshNumbers, what: str
+    ) -> list[np.ndarray] | None:
+        """Rank 0: the vectors of ``local`` (distributed) as vectors of the global ``space``."""
+        dofs, keys = dof_keys(local, numbers.vertices, numbers.elements, what)
+        ndof = int(local.ndof)
+        blocks = [v.reshape(ndof, -1)[dofs] for v in vectors] if ndof else []
+        parts = self.comm.gather((keys, blocks), root=0)
+        return self.on_root(_place, parts, space, len(vectors), what)
+
+
+def _merge(parts: list[dict[str, Any]]) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Rank 0: the global mesh state from every rank's, and each rank's global element numbers."""
+    vertices = [p.pop("vertex_numbers") for p in parts]
+    count = max((int(v.max()) + 1 for v in vertices if len(v)), default=0)
+    dim = int(parts[0]["dim"])
+    width = max((p["points"].shape[1] for p in parts if p["points"].ndim == 2 and len(p["points"])), default=3)
+    points = np.zeros((count, width))
+    seen = np.zeros(count, dtype=bool)
+    for v, p in zip(vertices, parts):
+        if len(v):
+            points[v], seen[v] = p["points"][: len(v)], True
+    if not seen.all():
+        raise StateError(f"the ranks hold {int(seen.sum())} of the distributed mesh's {count} vertices")
+    richest = max(parts, key=lambda p: (len(p["face_descriptors"]), sum(map(len, p["region_names"]))))
+    state = {**parts[0], **{key: richest[key] for key in _META}, "points": points, "curve_order": 1}
+    state.pop("curvature", None)
+    numbers: list[np.ndarray] = []
+    for d in range(dim, -1, -1):
+        prefix = f"elements{d}d_"
+        fields = sorted({key for p in parts for key in p if key.startswith(prefix)})
+        if not fields:
+            continue
+        width = max(p[prefix + "vertices"].shape[1] for p in parts if prefix + "vertices" in p)
+        table = {
+            key: np.concatenate([_padded(p[key], width) if key.endswith("_vertices") else p[key] for p in parts])
+            for key in fields
+        }
+        verts, index = table[prefix + "vertices"], table[prefix + "index"]
+        if d == dim:
+            order = element_order(verts)
+            position = np.empty(len(order), dtype=np.int64)
+            position[order] = np.arange(len(order))
+            bounds = np.cumsum([0] + [len(p[prefix + "index"]) for p in parts])
+            numbers = [position[a:b] for a, b in itertools.pairwise(bounds)]
+        else:  # an element on several ranks' boundaries is stored once
+            _, order = np.unique(sort_key(verts, index), return_index=True)
+        state.update({key: np.ascontiguousarray(value[order]) for key, value in table.items()})
+        state[prefix + "vertices"] = state[prefix + "vertices"].astype(np.int32)
+    return state, numbers
+
+
+def _padded(vertices: np.ndarray, width: int) -> np.ndarray:
+    out = np.zeros((len(vertices), width), dtype=np.int64)
+    out[:, : vertices.shape[1]] = vertices
+    return out
+
+
+def _place(parts: list[tuple[np.ndarray, list[np.ndarray]]], space: Any, count: int, what: str) -> list[np.ndarray]:
+    """Rank 0: the gathered ``(keys, value blocks)`` of every rank as ``count`` vectors of the
+    global space."""
+    held = [(k, b) for k, b in parts if b]
+    dofs, global_keys = _keys(space)
+    ndof = int(space.ndof)
+    if not held:
+        if len(global_keys):
+            raise StateError(f"{what}: no rank holds a dof of it, the global space has {len(global_keys)}")
+        return [np.zeros(0) for _ in range(count)]
+    keys = np.concatenate([k for k, _ in held])
+    rows, first = np.unique(key_rows(keys), return_index=True)
+    if len(global_keys) != len(rows):
+        raise StateError(
+            f"{what}: the ranks hold {len(rows)} distinct dofs, the global space has {len(global_keys)}; the "
+            "distributed space is not one NGSolve rebuilds on the global mesh"
+        )
+    source = first[match_rows(rows, key_rows(global_keys), what)]
+    out = []
+    for i in range(count):
+        block = np.concatenate([b[i] for _, b in held])
+        vector = np.zeros((ndof, block.shape[1]), dtype=block.dtype)
+        vector[dofs] = block[source]
+        out.append(vector.reshape(-1))
+    return out
+
+
+def _curve(mesh: Any, order: int, values: list[np.ndarray], measures: list[float]) -> None:
+    """Rank 0: curve the global mesh by the gathered coordinate field."""
+    dim, nv = int(mesh.dim), int(mesh.nv)
+    field = values[0].reshape(dim, -1)  # VectorH1: the components' dofs one after the other
+    displacement = np.ascontiguousarray(field[:, nv:].T)
+    if not apply_curvature(mesh, {"order": order, "displacement": displacement, "measures": measures}):
+        raise StateError("the gathered curvature of the distributed mesh does not reproduce its measures")
+
+
+def _global_gridfunction(gf: Any, space: Any, values: list[np.ndarray]) -> Any:
+    # (not gf's reduce state: NGSolve pickles a distributed GridFunction collectively)
+    count = len(values)
+    result = ngsolve.GridFunction(space, name=gf.name, **({"multidim": count} if count > 1 else {}))
+    for vec, row in zip(result.vecs, values):
+        vec.FV().NumPy()[:] = row
+    return result

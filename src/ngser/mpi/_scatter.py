@@ -1,0 +1,228 @@
+"""A collective load: the global objects rank 0 loaded, distributed over the ranks.
+
+Rank 0 makes a plan (:meth:`Distributor.plan`): the shape of the loaded objects with every mesh,
+space and GridFunction replaced by a slot, the steps that build the slots in dependency order
+(mesh, then its spaces, then their GridFunctions) and the plain leaves. Every rank then runs the
+steps in order (:meth:`Distributor.build`): a mesh is distributed with netgen's ``Distribute``
+(straight; a curved mesh gets its element map back as a deformation, the coordinate field of the
+global mesh sent in pieces), a space is rebuilt from its serializer's state on the local mesh, and
+a GridFunction gets the global values of the keys of its local dofs, which rank 0 looks up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import netgen.meshing as nm
+import ngsolve
+import ngsolve.comp as comp
+import numpy as np
+from mpi4py import MPI
+
+from ..errors import StateError, UnsupportedTypeError
+from ..serializers import Registry
+from ..serializers.ngsolve._curvature import CURVATURE_NAME, _close, _measures
+from ..serializers.ngsolve._numbering import _keys
+from ..serializers.ngsolve.mesh import dump_netgen_mesh, load_netgen_mesh
+from ._channel import RootSteps
+from ._gather import MeshNumbers, coordinates
+from ._numbers import dof_keys, key_rows, match_rows, sort_key, vertex_numbers
+from ._objects import curve_order, is_ngsolve, rebuild, space_parts
+
+__all__ = ["Distributor"]
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A place in the shape of the loaded objects: step ``step``'s object, or plain leaf ``plain``."""
+
+    step: int = -1
+    plain: int = -1
+
+
+class Distributor(RootSteps):
+    """Distribute the global objects rank 0 loaded (collective)."""
+
+    def __init__(self, comm: MPI.Comm, registry: Registry) -> None:
+        super().__init__(comm)
+        self.registry = registry
+        self._steps: list[tuple[Any, ...]] = []
+        self._globals: list[Any] = []  # rank 0: the global object of each step
+        self._index: dict[int, int] = {}
+        self._plain: list[Any] = []
+
+    # -- rank 0: the plan ------------------------------------------------------------------------
+
+    def plan(self, loaded: Any) -> tuple[Any, list[tuple[Any, ...]], list[Any]]:
+        """Rank 0: ``(shape, steps, plain leaves)`` of the loaded objects (picklable)."""
+        shape = rebuild(loaded, self._slot)
+        return shape, self._steps, self._plain
+
+    def _slot(self, item: Any) -> _Slot:
+        if isinstance(item, (ngsolve.Mesh, comp.GridFunction, comp.FESpace)):
+            return _Slot(step=self._step(item))
+        if is_ngsolve(item):
+            raise UnsupportedTypeError(
+                f"a {type(item).__name__} cannot be loaded collectively (it would refer to the global mesh); "
+                "load the file serially"
+            )
+        self._plain.append(item)
+        return _Slot(plain=len(self._plain) - 1)
+
+    def _step(self, item: Any) -> int:
+        key = id(item)  # alive in self._globals
+        if key in self._index:
+            return self._index[key]
+        if isinstance(item, ngsolve.Mesh):
+            step: tuple[Any, ...] = ("mesh", curve_order(item))
+        elif isinstance(item, comp.ComponentGridFunction):
+            raise UnsupportedTypeError("a component GridFunction cannot be loaded collectively: load its parent")
+        elif isinstance(item, comp.GridFunction):
+            multidim = len(item.vecs) if len(item.vecs) > 1 else 0
+            step = ("gridfunction", self._step(item.space), item.name, multidim)
+        else:
+            serializer, state = space_parts(item, self.registry)
+            parts = {
+                key: _Slot(step=self._step(value))
+                if isinstance(value, (ngsolve.Mesh, comp.FESpace))
+                else [_Slot(step=self._step(s)) for s in value]
+                if key == "spaces"
+                else value
+                for key, value in state.items()
+            }
+            step = ("space", serializer.name, parts)
+        self._steps.append(step)
+        self._globals.append(item)
+        self._index[key] = len(self._steps) - 1
+        return len(self._steps) - 1
+
+    # -- every rank: the build -------------------------------------------------------------------
+
+    def build(self, plan: tuple[Any, list[tuple[Any, ...]], list[Any]]) -> Any:
+        shape, steps, plain = plan
+        built: list[Any] = []
+        numbers: dict[int, MeshNumbers] = {}  # by id of the local mesh (alive in `built`)
+        for nr, step in enumerate(steps):
+            kind = step[0]
+            if kind == "mesh":
+                made = self._mesh(nr, step[1])
+                numbers[id(made.mesh)] = made
+                built.append(made.mesh)
+            elif kind == "space":
+                serializer = self.registry.for_name(step[1])
+                assert serializer is not None  # named by rank 0's own registry
+                state = rebuild(step[2], lambda v: built[v.step] if isinstance(v, _Slot) else v)
+                built.append(serializer.load(state))
+            else:
+                built.append(self._gridfunction(nr, step, built, numbers))
+
+        def leaf(slot: Any) -> Any:
+            return built[slot.step] if slot.step >= 0 else plain[slot.plain]
+
+        return rebuild(shape, leaf)
+
+    def _mesh(self, nr: int, order: int) -> MeshNumbers:
+        comm = self.comm
+        if self.root:
+            global_mesh = self._globals[nr]
+            state = dump_netgen_mesh(global_mesh.ngmesh, curvature=False)
+            state["curve_order"] = 1
+            ngmesh = load_netgen_mesh(state)  # a straight copy: the curvature comes as a deformation
+            ngmesh.Distribute(comm)
+        else:
+            ngmesh = nm.Mesh.Receive(comm)
+        mesh = ngsolve.Mesh(ngmesh)
+        points = np.asarray(self._globals[nr].ngmesh.Coordinates(), dtype=np.float64) if self.root else None
+        vertices = vertex_numbers(mesh, comm, points, known=True)
+        cells = ngmesh.Elements3D() if int(mesh.dim) == 3 else ngmesh.Elements2D()
+        verts = np.asarray(cells.NumPy()["nodes"], dtype=np.int64)
+        verts = np.where(verts > 0, vertices[np.maximum(verts, 1) - 1] + 1, 0)
+        parts = comm.gather(verts, root=0)
+        found = self.on_root(_element_numbers, self._globals[nr] if self.root else None, parts)
+        elements = comm.scatter(found or [np.zeros(0, np.int64)] * comm.size, root=0)
+        numbers = MeshNumbers(vertices, elements, mesh)
+        if order > 1:
+            self._curve(nr, numbers, order)
+        return numbers
+
+    def _curve(self, nr: int, numbers: MeshNumbers, order: int) -> None:
+        mesh = numbers.mesh
+        field = ngsolve.GridFunction(ngsolve.VectorH1(mesh, order=order), name=CURVATURE_NAME)
+        source = None
+        if self.root:
+            global_field = self.on_root(coordinates, self._globals[nr], order)
+            source = None if global_field is None else (global_field.space, [global_field.vec.FV().NumPy()])
+        self._scatter_values(field.space, [field.vec], source, numbers, "the curved mesh")
+        nv = int(mesh.nv)
+        for component in field.components:
+            component.vec.FV().NumPy()[:nv] = 0.0  # the vertices are the points: only the rest moves
+        mesh.SetDeformation(field)
+        expected = self.comm.bcast(self.on_root(lambda: _measures(self._globals[nr])), root=0)
+        got = _measures(mesh)
+        if expected is not None and not _close(expected, got):
+            raise StateError(f"the distributed curved mesh has the measures {got}, the loaded one {expected}")
+
+    def _gridfunction(self, nr: int, step: tuple[Any, ...], built: list[Any], numbers: dict[int, MeshNumbers]) -> Any:
+        _, space_step, name, multidim = step
+        space = built[space_step]
+        gf = ngsolve.GridFunction(space, name=name, **({"multidim": multidim} if multidim else {}))
+        source = None
+        if self.root:
+            original = self._globals[nr]
+            source = (original.space, [vec.FV().NumPy() for vec in original.vecs])
+        self._scatter_values(space, list(gf.vecs), source, numbers[id(space.mesh)], f"the GridFunction {name!r}")
+        return gf
+
+    def _scatter_values(
+        self,
+        local: Any,
+        vectors: list[Any],
+        source: tuple[Any, list[np.ndarray]] | None,
+        numbers: MeshNumbers,
+        what: str,
+    ) -> None:
+        """Fill the local ``vectors`` from rank 0's global ``source`` (space, vectors) by dof keys."""
+        dofs, keys = dof_keys(local, numbers.vertices, numbers.elements, what)
+        wanted = self.comm.gather(keys, root=0)
+        answers = self.on_root(_look_up, source, wanted, what) if source is not None else None
+        mine = self.comm.scatter(answers or [[] for _ in range(self.comm.size)], root=0)
+        ndof = int(local.ndof)
+        for vec, values in zip(vectors, mine):
+            target = vec.FV().NumPy()
+            blocks = target.reshape(ndof, -1) if ndof else target.reshape(0, 1)
+            blocks[:] = 0.0
+            if len(dofs):
+                blocks[dofs] = values.reshape(len(dofs), -1)
+            vec.SetParallelStatus(ngsolve.la.PARALLEL_STATUS.CUMULATED)
+
+
+def _element_numbers(global_mesh: Any, parts: list[np.ndarray]) -> list[np.ndarray]:
+    """Rank 0: each rank's volume elements' numbers in the global mesh, found by their vertices."""
+    ngmesh = global_mesh.ngmesh
+    cells = ngmesh.Elements3D() if int(global_mesh.dim) == 3 else ngmesh.Elements2D()
+    table = np.asarray(cells.NumPy()["nodes"], dtype=np.int64)
+    width = max([table.shape[1], *(p.shape[1] for p in parts if p.ndim == 2)])
+    rows = sort_key(_widened(table, width))
+    return [match_rows(rows, sort_key(_widened(p, width)), "the distributed mesh's elements") for p in parts]
+
+
+def _widened(vertices: np.ndarray, width: int) -> np.ndarray:
+    out = np.zeros((len(vertices), width), dtype=np.int64)
+    if vertices.ndim == 2:
+        out[:, : vertices.shape[1]] = vertices
+    return out
+
+
+def _look_up(source: tuple[Any, list[np.ndarray]], wanted: list[np.ndarray], what: str) -> list[list[np.ndarray]]:
+    """Rank 0: for each rank's dof keys, the global values (one array per vector)."""
+    space, vectors = source
+    dofs, keys = _keys(space)
+    rows = key_rows(keys)
+    ndof = int(space.ndof)
+    blocks = [v.reshape(ndof, -1) if ndof else v.reshape(0, 1) for v in vectors]
+    out = []
+    for their in wanted:
+        at = dofs[match_rows(rows, key_rows(their), what)]
+        out.append([np.ascontiguousarray(b[at]) for b in blocks])
+    return out
