@@ -16,6 +16,7 @@ the others an error of the same class naming the rank.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import itertools
 import time
@@ -34,6 +35,24 @@ _TAG_JOIN, _TAG_VERDICT = 0x6E67, 0x6E68
 _POLL = 0.002
 #: This process's collective calls so far (every rank counts its own).
 _CALLS = itertools.count()
+#: Communicators this process made collective calls on (drained at exit).
+_USED: list[MPI.Comm] = []
+
+
+@atexit.register  # registered after mpi4py's own handler, so it runs before MPI_Finalize
+def _drain() -> None:
+    """Receive the handshakes no call took (from a rank that called alone): MPICH may kill a
+    process that finalizes with such a message pending."""
+    if not MPI.Is_initialized() or MPI.Is_finalized():
+        return
+    for comm in [MPI.COMM_WORLD, *_USED]:
+        try:
+            status = MPI.Status()
+            for tag in (_TAG_JOIN, _TAG_VERDICT):
+                while comm.Iprobe(source=MPI.ANY_SOURCE, tag=tag, status=status):
+                    comm.recv(source=status.Get_source(), tag=tag)
+        except MPI.Exception:
+            continue  # freed meanwhile
 
 
 def as_comm(comm: Any) -> MPI.Comm:
@@ -63,6 +82,8 @@ def agree(comm: MPI.Comm, what: str, shape: str, timeout: float) -> None:
     digest = hashlib.sha256(f"{what}\0{shape}".encode()).hexdigest()
     if comm.size == 1:
         return
+    if not any(used is comm for used in _USED):
+        _USED.append(comm)
     if comm.rank == 0:
         verdict = _collect(comm, call, digest, what, shape, timeout)
     else:
