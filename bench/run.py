@@ -18,6 +18,7 @@ import argparse
 import gc
 import os
 import pickle
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -299,6 +300,15 @@ def bench_refined(tmp: Path, quick: bool) -> None:
     report(f"order-3 GridFunction on a locally refined mesh ({mesh.ne:,} triangles) vs native pickle (no target)", rows)
 
 
+def bench_mpi(tmp: Path, quick: bool) -> None:
+    """A 1M-dof GridFunction on 2 MPI ranks: collective ngser save/load vs NGSolve's collective
+    pickle (whose load of a distributed mesh crashes, so only its save is timed)."""
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    case = Path(__file__).with_name("mpi_case.py")
+    maxh, repeat = ("0.02", "2") if quick else ("0.0034", "5")
+    subprocess.run([str(mpiexec), "-n", "2", sys.executable, str(case), str(tmp), maxh, repeat], check=True)
+
+
 SECTIONS = {
     "arrays": bench_arrays,
     "hdf5": bench_hdf5,
@@ -308,6 +318,7 @@ SECTIONS = {
     "curved": bench_curved,
     "refined": bench_refined,
     "checkpoint": bench_checkpoint,
+    "mpi": bench_mpi,
 }
 
 
