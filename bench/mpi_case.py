@@ -59,9 +59,8 @@ def main(folder: Path, maxh: float, repeat: int) -> None:
         print(f"H1(order=3) GridFunction, {ndof:,} dofs, {COMM.size} ranks, best of {repeat}:")
         for name, seconds in best.items():
             print(f"  {name:22s} {seconds * 1000:8.0f} ms")
-        print(
-            f"  files: ngser {os.path.getsize(path) / 1e6:.1f} MB, NGSolve pickle {os.path.getsize(native) / 1e6:.1f} MB"
-        )
+        sizes = os.path.getsize(path) / 1e6, os.path.getsize(native) / 1e6
+        print(f"  files: ngser {sizes[0]:.1f} MB, NGSolve pickle {sizes[1]:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -140,11 +140,13 @@ class Globalizer(RootSteps):
         self, local: Any, space: Any, vectors: list[np.ndarray], numbers: MeshNumbers, what: str
     ) -> list[np.ndarray] | None:
         """Rank 0: the vectors of ``local`` (distributed) as vectors of the global ``space``."""
+        # rank 0 holds no elements: it numbers the global space while the others number theirs
+        found = self.on_root(_keys, space)
         dofs, keys = dof_keys(local, numbers.vertices, numbers.elements, what)
         ndof = int(local.ndof)
         blocks = [v.reshape(ndof, -1)[dofs] for v in vectors] if ndof else []
         parts = self.comm.gather((keys, blocks), root=0)
-        return self.on_root(_place, parts, space, len(vectors), what)
+        return self.on_root(_place, parts, space, found, len(vectors), what)
 
 
 def _merge(parts: list[dict[str, Any]]) -> tuple[dict[str, Any], list[np.ndarray]]:
@@ -194,11 +196,17 @@ def _padded(vertices: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def _place(parts: list[tuple[np.ndarray, list[np.ndarray]]], space: Any, count: int, what: str) -> list[np.ndarray]:
+def _place(
+    parts: list[tuple[np.ndarray, list[np.ndarray]]],
+    space: Any,
+    found: tuple[np.ndarray, np.ndarray],
+    count: int,
+    what: str,
+) -> list[np.ndarray]:
     """Rank 0: the gathered ``(keys, value blocks)`` of every rank as ``count`` vectors of the
-    global space."""
+    global space, whose ``(dofs, keys)`` are ``found``."""
     held = [(k, b) for k, b in parts if b]
-    dofs, global_keys = _keys(space)
+    dofs, global_keys = found
     ndof = int(space.ndof)
     if not held:
         if len(global_keys):
