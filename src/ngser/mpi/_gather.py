@@ -58,28 +58,29 @@ class Globalizer(RootSteps):
     def __init__(self, comm: MPI.Comm, registry: Registry) -> None:
         super().__init__(comm)
         self.registry = registry
+        # Meshes and spaces are gathered once and kept (a checkpoint appends many steps of them);
+        # GridFunctions once per call. Each dict holds its objects, so their ids stay theirs.
         self.meshes: dict[int, MeshNumbers] = {}
-        self._done: dict[int, Any] = {}
-        self._alive: list[Any] = []  # keeps ids unique while the walk runs
+        self._spaces: dict[int, tuple[Any, Any]] = {}
+        self._functions: dict[int, tuple[Any, Any]] = {}
+        self._alive: list[Any] = []
 
     def structure(self, obj: Any) -> Any:
         """``obj`` with its distributed leaves replaced by global objects (rank 0)."""
-        return rebuild(obj, self.leaf)
+        self._functions, self.failure = {}, None
+        try:
+            return rebuild(obj, self.leaf)
+        finally:
+            self._functions = {}
 
     def leaf(self, item: Any) -> Any:
         if isinstance(item, ngsolve.Mesh):
             return self.mesh(item).mesh
         if isinstance(item, comp.GridFunction):
-            return self._once(item, self._gridfunction)
+            return _once(self._functions, item, self._gridfunction)
         if isinstance(item, comp.FESpace):
-            return self._once(item, self._space)
+            return _once(self._spaces, item, self._space)
         return None if is_ngsolve(item) else item
-
-    def _once(self, item: Any, make: Any) -> Any:
-        if id(item) not in self._done:
-            self._alive.append(item)
-            self._done[id(item)] = make(item)
-        return self._done[id(item)]
 
     def mesh(self, mesh: Any) -> MeshNumbers:
         key = id(mesh)  # kept alive below: the id stays this mesh's
@@ -116,9 +117,9 @@ class Globalizer(RootSteps):
             key: (
                 self.mesh(value).mesh
                 if isinstance(value, ngsolve.Mesh)
-                else self._once(value, self._space)
+                else _once(self._spaces, value, self._space)
                 if isinstance(value, comp.FESpace)
-                else [self._once(s, self._space) for s in value]
+                else [_once(self._spaces, s, self._space) for s in value]
                 if key == "spaces"
                 else value
             )
@@ -127,7 +128,7 @@ class Globalizer(RootSteps):
         return self.on_root(serializer.load, replaced)
 
     def _gridfunction(self, gf: Any) -> Any:
-        space = self._once(gf.space, self._space)
+        space = _once(self._spaces, gf.space, self._space)
         for vec in gf.vecs:
             vec.Cumulate()
         what = f"the GridFunction {gf.name!r}"
@@ -147,6 +148,13 @@ class Globalizer(RootSteps):
         blocks = [v.reshape(ndof, -1)[dofs] for v in vectors] if ndof else []
         parts = self.comm.gather((keys, blocks), root=0)
         return self.on_root(_place, parts, space, found, len(vectors), what)
+
+
+def _once(memo: dict[int, tuple[Any, Any]], item: Any, make: Any) -> Any:
+    """``make(item)``, once per ``item`` in ``memo`` (which keeps ``item`` alive)."""
+    if id(item) not in memo:
+        memo[id(item)] = (item, make(item))
+    return memo[id(item)][1]
 
 
 def _merge(parts: list[dict[str, Any]]) -> tuple[dict[str, Any], list[np.ndarray]]:

@@ -47,15 +47,21 @@ class Distributor(RootSteps):
     def __init__(self, comm: MPI.Comm, registry: Registry) -> None:
         super().__init__(comm)
         self.registry = registry
+        # Kept from call to call (a checkpoint loads many steps): meshes and spaces are built once.
+        self._globals: dict[int, Any] = {}  # rank 0: the global object of each step, by step id
+        self._index: dict[int, int] = {}  # rank 0: id of a global mesh or space -> its step id
+        self._built: dict[int, Any] = {}  # every rank: the local object of each step
+        self._numbers: dict[int, MeshNumbers] = {}  # by id of the local mesh (alive in _built)
+        self._count = 0
         self._steps: list[tuple[Any, ...]] = []
-        self._globals: list[Any] = []  # rank 0: the global object of each step
-        self._index: dict[int, int] = {}
         self._plain: list[Any] = []
 
     # -- rank 0: the plan ------------------------------------------------------------------------
 
     def plan(self, loaded: Any) -> tuple[Any, list[tuple[Any, ...]], list[Any]]:
-        """Rank 0: ``(shape, steps, plain leaves)`` of the loaded objects (picklable)."""
+        """Rank 0: ``(shape, steps, plain leaves)`` of the loaded objects (picklable); steps
+        only for objects no earlier call built."""
+        self._steps, self._plain = [], []
         shape = rebuild(loaded, self._slot)
         return shape, self._steps, self._plain
 
@@ -74,6 +80,7 @@ class Distributor(RootSteps):
         key = id(item)  # alive in self._globals
         if key in self._index:
             return self._index[key]
+        keep = not isinstance(item, comp.GridFunction)  # a GridFunction's values are new each call
         if isinstance(item, ngsolve.Mesh):
             step: tuple[Any, ...] = ("mesh", curve_order(item))
         elif isinstance(item, comp.ComponentGridFunction):
@@ -92,35 +99,41 @@ class Distributor(RootSteps):
                 for key, value in state.items()
             }
             step = ("space", serializer.name, parts)
-        self._steps.append(step)
-        self._globals.append(item)
-        self._index[key] = len(self._steps) - 1
-        return len(self._steps) - 1
+        nr, self._count = self._count, self._count + 1
+        self._steps.append((nr, *step))
+        self._globals[nr] = item
+        if keep:
+            self._index[key] = nr
+        return nr
 
     # -- every rank: the build -------------------------------------------------------------------
 
     def build(self, plan: tuple[Any, list[tuple[Any, ...]], list[Any]]) -> Any:
         shape, steps, plain = plan
-        built: list[Any] = []
-        numbers: dict[int, MeshNumbers] = {}  # by id of the local mesh (alive in `built`)
-        for nr, step in enumerate(steps):
-            kind = step[0]
+        built = self._built
+        fresh: list[int] = []  # this call's GridFunctions, not kept
+        for nr, kind, *rest in steps:
             if kind == "mesh":
-                made = self._mesh(nr, step[1])
-                numbers[id(made.mesh)] = made
-                built.append(made.mesh)
+                made = self._mesh(nr, rest[0])
+                self._numbers[id(made.mesh)] = made
+                built[nr] = made.mesh
             elif kind == "space":
-                serializer = self.registry.for_name(step[1])
+                serializer = self.registry.for_name(rest[0])
                 assert serializer is not None  # named by rank 0's own registry
-                state = rebuild(step[2], lambda v: built[v.step] if isinstance(v, _Slot) else v)
-                built.append(serializer.load(state))
+                state = rebuild(rest[1], lambda v: built[v.step] if isinstance(v, _Slot) else v)
+                built[nr] = serializer.load(state)
             else:
-                built.append(self._gridfunction(nr, step, built, numbers))
+                built[nr] = self._gridfunction(nr, rest, built)
+                fresh.append(nr)
 
         def leaf(slot: Any) -> Any:
             return built[slot.step] if slot.step >= 0 else plain[slot.plain]
 
-        return rebuild(shape, leaf)
+        result = rebuild(shape, leaf)
+        for nr in fresh:
+            del built[nr]
+            self._globals.pop(nr, None)
+        return result
 
     def _mesh(self, nr: int, order: int) -> MeshNumbers:
         comm = self.comm
@@ -163,15 +176,15 @@ class Distributor(RootSteps):
         if expected is not None and not _close(expected, got):
             raise StateError(f"the distributed curved mesh has the measures {got}, the loaded one {expected}")
 
-    def _gridfunction(self, nr: int, step: tuple[Any, ...], built: list[Any], numbers: dict[int, MeshNumbers]) -> Any:
-        _, space_step, name, multidim = step
+    def _gridfunction(self, nr: int, step: list[Any], built: dict[int, Any]) -> Any:
+        space_step, name, multidim = step
         space = built[space_step]
         gf = ngsolve.GridFunction(space, name=name, **({"multidim": multidim} if multidim else {}))
         source = None
         if self.root:
             original = self._globals[nr]
             source = (original.space, [vec.FV().NumPy() for vec in original.vecs])
-        self._scatter_values(space, list(gf.vecs), source, numbers[id(space.mesh)], f"the GridFunction {name!r}")
+        self._scatter_values(space, list(gf.vecs), source, self._numbers[id(space.mesh)], f"the GridFunction {name!r}")
         return gf
 
     def _scatter_values(
