@@ -62,6 +62,23 @@ def test_every_step_comes_back_and_shares_the_mesh(tmp_path: Path, make: object)
             assert ngsolve.Integrate(1, mesh2) == pytest.approx(ngsolve.Integrate(1, mesh), rel=1e-12)
 
 
+def test_a_mesh_saved_beside_its_gridfunction_is_stored_once_and_shared(tmp_path: Path) -> None:
+    """Regression: the mesh's fingerprint held the id of ``mesh.ngmesh``, a wrapper NGSolve makes
+    anew once the last one died, so the mesh passed beside the GridFunction was stored again as
+    the space's mesh and the steps' meshes were different objects."""
+    mesh = square_mesh(0.2)
+    gfu = ngsolve.GridFunction(ngsolve.H1(mesh, order=2))
+    path = tmp_path / "series.h5"
+    with ngser.Checkpoint(path, mode="w") as ck:
+        for n in range(3):
+            ck.append({"mesh": mesh, "u": gfu}, time=n)
+    with ngser.Checkpoint(path, mode="r") as ck:
+        first, last = ck.load(0), ck.load(-1)
+        assert first["mesh"] is last["mesh"] is first["u"].space.mesh is last["u"].space.mesh
+        meshes = [obj for obj in ck._objects.values() if isinstance(obj, ngsolve.Mesh)]
+        assert len(meshes) == 1
+
+
 def test_a_restarted_run_appends_without_storing_the_mesh_again(tmp_path: Path) -> None:
     mesh = square_mesh(0.05)
     path = tmp_path / "series.h5"

@@ -6,7 +6,10 @@ changed; a :class:`~ngser.Checkpoint` stores such an object once and refers to i
 fingerprint stays the same:
 
 - a netgen mesh: netgen's modification stamp (``_timestamp``, raised by every change netgen
-  makes: refinement, added points and elements, curving) and and its identity;
+  makes: refinement, added points and elements, curving); the checkpoint checks the object's
+  identity itself (not the id of ``mesh.ngmesh``: NGSolve makes a new Python wrapper of the
+  netgen mesh whenever the last one died, so that id changed from one access to the next and the
+  mesh was stored again);
 - an NGSolve mesh: its netgen mesh's fingerprint and curve order, plus, for a deformed mesh, the deformation's
   identity and a digest of its values (a moving mesh is stored again whenever it moved);
 - a leaf space: its mesh's fingerprint and its number of dofs;
@@ -24,7 +27,7 @@ __all__ = ["netgen_mesh_fingerprint", "mesh_fingerprint", "space_fingerprint"]
 
 
 def netgen_mesh_fingerprint(ngmesh: Any) -> tuple[Any, ...]:
-    return (int(getattr(ngmesh, "_timestamp", -1)), id(ngmesh))
+    return (int(getattr(ngmesh, "_timestamp", -1)),)
 
 
 def mesh_fingerprint(mesh: Any) -> tuple[Any, ...]:
