@@ -103,6 +103,29 @@ def resave(kind: str, folder: Path) -> None:
     _report(ranks=COMM.size)
 
 
+def series(kind: str, folder: Path) -> None:
+    """Three steps of a distributed GridFunction appended to a collective checkpoint."""
+    mesh = _distributed("3d")
+    u = ng.GridFunction(ng.H1(mesh, order=2), name="u")
+    with ngser.Checkpoint(folder / "series.h5", mode="w", comm=COMM) as ck:
+        for step in range(3):
+            u.Set((step + 1) * U)
+            ck.append({"mesh": mesh, "u": u, "step": step}, time=0.1 * step)
+            _report(**{f"u2_{step}": ng.Integrate(u * u, mesh)}) if step == 2 else None
+        emit({"rank": COMM.rank, "len": len(ck), "times": ck.times})
+
+
+def series_load(kind: str, folder: Path) -> None:
+    """Every step of the checkpoint, distributed over this job's ranks."""
+    found = {}
+    with ngser.Checkpoint(folder / "series.h5", mode="r", comm=COMM) as ck:
+        states = [ck.load(step) for step in range(len(ck))]
+        for state in states:
+            found[f"u2_{state['step']}"] = ng.Integrate(state["u"] * state["u"], state["mesh"])
+        found["same_mesh"] = all(s["mesh"] is states[0]["mesh"] for s in states)
+    _report(**found)
+
+
 def alone(kind: str, folder: Path) -> None:
     """Rank 1 saves alone; the others do not call."""
     mesh = _distributed("3d")
@@ -146,6 +169,13 @@ if __name__ == "__main__":
     job, where = sys.argv[1], Path(sys.argv[2])
     OUT.append(where / f"{job}.{COMM.rank}.jsonl")
     kind = sys.argv[3] if len(sys.argv) > 3 else "3d"
-    {"save": save, "load": load, "resave": resave, "alone": alone, "different": different, "refused": refused}[job](
-        kind, where
-    )
+    {
+        "save": save,
+        "load": load,
+        "resave": resave,
+        "series": series,
+        "series_load": series_load,
+        "alone": alone,
+        "different": different,
+        "refused": refused,
+    }[job](kind, where)

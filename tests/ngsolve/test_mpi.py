@@ -102,6 +102,22 @@ def test_the_file_does_not_depend_on_the_partition(saved: Any, kind: str) -> Non
     assert first["t"] == again["t"] == 0.5
 
 
+def test_a_checkpoint_of_a_parallel_run_restarts_on_other_rank_counts(tmp_path: Path) -> None:
+    lines = _run(3, "series", tmp_path)
+    written = _rank0(lines)
+    assert [line["len"] for line in lines if "len" in line] == [3, 3, 3]
+    assert all(line["times"] == [0.0, 0.1, 0.2] for line in lines if "times" in line)
+    for ranks in (2, 4):
+        got = _rank0(_run(ranks, "series_load", tmp_path))
+        assert got["same_mesh"] is True  # distributed once for all the steps
+        assert got["u2_2"] == pytest.approx(written["u2_2"], rel=1e-12)
+        assert got["u2_0"] == pytest.approx(written["u2_2"] / 9, rel=1e-12)
+    with ngser.Checkpoint(tmp_path / "series.h5", mode="r") as ck:  # serially: global objects
+        first, last = ck.load(0), ck.load(-1)
+        assert first["mesh"] is last["mesh"]  # the mesh was stored once
+        assert np.allclose(last["u"].vec.FV().NumPy(), 3 * first["u"].vec.FV().NumPy(), rtol=1e-10, atol=1e-12)
+
+
 def test_a_rank_alone_gets_an_error_in_bounded_time(tmp_path: Path) -> None:
     lines = _run(3, "alone", tmp_path, timeout=60)
     (error,) = [line for line in lines if "error" in line]

@@ -54,12 +54,22 @@ class Checkpoint:
     ParaView opens (name it ``.vtkhdf`` or ``.hdf`` for ParaView): every GridFunction of a step
     found under a name (a dict key) is point data of that name, sampled on Lagrange cells of the
     fields' order (``docs/checkpoints.md``; needs NGSolve). ``trusted``, ``fallback``, ``registry`` and ``limits``
-    are those of :func:`ngser.save` and :func:`ngser.load`.
+    are those of :func:`ngser.save` and :func:`ngser.load`. ``comm=`` (an ``mpi4py`` communicator;
+    every rank calls every method) gives the collective checkpoint of a parallel run: steps of
+    distributed meshes and GridFunctions are appended as global objects and loaded distributed
+    over any number of ranks (``docs/distributed.md``).
 
     >>> with ngser.Checkpoint("run.h5", keep=3) as ck:
     ...     ck.append({"u": gfu}, time=0.1)
     ...     ck.load(-1)["u"]
     """
+
+    def __new__(cls, *args: Any, comm: Any = None, **kwargs: Any) -> Any:
+        if comm is None:
+            return super().__new__(cls)
+        from ..mpi._checkpoint import DistributedCheckpoint
+
+        return DistributedCheckpoint(*args, comm=comm, **kwargs)
 
     def __init__(
         self,
@@ -72,6 +82,7 @@ class Checkpoint:
         fallback: Fallback = None,
         registry: Registry | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        comm: None = None,
     ) -> None:
         if mode not in ("a", "w", "r"):
             raise ArgumentError(f'mode must be "a", "w" or "r", not {mode!r}')

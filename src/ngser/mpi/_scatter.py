@@ -110,6 +110,7 @@ class Distributor(RootSteps):
 
     def build(self, plan: tuple[Any, list[tuple[Any, ...]], list[Any]]) -> Any:
         shape, steps, plain = plan
+        self.failure = None
         built = self._built
         fresh: list[int] = []  # this call's GridFunctions, not kept
         for nr, kind, *rest in steps:
