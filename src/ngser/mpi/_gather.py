@@ -13,7 +13,6 @@ kept until the end, so that no rank is left alone in a collective step.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from typing import Any
 
 import ngsolve
@@ -27,22 +26,13 @@ from ..serializers.ngsolve._curvature import _measures, apply_curvature
 from ..serializers.ngsolve._numbering import _keys
 from ..serializers.ngsolve.mesh import dump_netgen_mesh, load_netgen_mesh
 from ._channel import RootSteps
-from ._numbers import dof_keys, element_order, key_rows, match_rows, sort_key, vertex_numbers
+from ._numbers import MeshNumbers, dof_keys, element_order, key_rows, match_rows, node_tables, sort_key, vertex_numbers
 from ._objects import curve_order, is_ngsolve, rebuild, space_parts
 
-__all__ = ["Globalizer", "MeshNumbers", "coordinates"]
+__all__ = ["Globalizer", "coordinates"]
 
 #: Per-element fields of a netgen mesh state, by dimension: keys ``elements{d}d_*``.
 _META = ("region_names", "face_descriptors", "edge_descriptors")
-
-
-@dataclass
-class MeshNumbers:
-    """A distributed mesh's global numbers, and its global counterpart on rank 0 (else None)."""
-
-    vertices: np.ndarray
-    elements: np.ndarray
-    mesh: Any
 
 
 def coordinates(mesh: Any, order: int) -> Any:
@@ -64,6 +54,8 @@ class Globalizer(RootSteps):
         self._spaces: dict[int, tuple[Any, Any]] = {}
         self._functions: dict[int, tuple[Any, Any]] = {}
         self._alive: list[Any] = []
+        #: local space id -> (space, its dofs in key order, rank 0: where each global dof's value is)
+        self._plans: dict[int, tuple[Any, np.ndarray, Any]] = {}
 
     def structure(self, obj: Any) -> Any:
         """``obj`` with its distributed leaves replaced by global objects (rank 0)."""
@@ -101,7 +93,7 @@ class Globalizer(RootSteps):
         merged = self.on_root(_merge, parts)
         elements = comm.scatter(merged[1] if merged is not None else [np.zeros(0, np.int64)] * comm.size, root=0)
         global_mesh = None if merged is None else self.on_root(lambda: ngsolve.Mesh(load_netgen_mesh(merged[0])))
-        numbers = MeshNumbers(vertices, elements, global_mesh)
+        numbers = MeshNumbers(vertices, elements, global_mesh, node_tables(mesh))
         order = comm.allreduce(curve_order(mesh), op=MPI.MAX)
         if order > 1:
             local = coordinates(mesh, order)
@@ -141,13 +133,20 @@ class Globalizer(RootSteps):
         self, local: Any, space: Any, vectors: list[np.ndarray], numbers: MeshNumbers, what: str
     ) -> list[np.ndarray] | None:
         """Rank 0: the vectors of ``local`` (distributed) as vectors of the global ``space``."""
-        # rank 0 holds no elements: it numbers the global space while the others number theirs
-        found = self.on_root(_keys, space)
-        dofs, keys = dof_keys(local, numbers.vertices, numbers.elements, what)
+        plan = self._plans.get(id(local))
+        if plan is None:
+            # rank 0 holds no elements: it numbers the global space while the others number theirs
+            found = self.on_root(_keys, space)
+            dofs, keys = dof_keys(local, numbers, what)
+            wanted = self.comm.gather(keys, root=0)
+            plan = (local, dofs, self.on_root(_sources, wanted, found, what))
+            if id(local) in self._spaces:  # kept: a checkpoint's later steps send values only
+                self._plans[id(local)] = plan
+        _, dofs, sources = plan
         ndof = int(local.ndof)
         blocks = [v.reshape(ndof, -1)[dofs] for v in vectors] if ndof else []
-        parts = self.comm.gather((keys, blocks), root=0)
-        return self.on_root(_place, parts, space, found, len(vectors), what)
+        parts = self.comm.gather(blocks, root=0)
+        return self.on_root(_place, parts, space, sources, len(vectors))
 
 
 def _once(memo: dict[int, tuple[Any, Any]], item: Any, make: Any) -> Any:
@@ -204,34 +203,34 @@ def _padded(vertices: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def _place(
-    parts: list[tuple[np.ndarray, list[np.ndarray]]],
-    space: Any,
-    found: tuple[np.ndarray, np.ndarray],
-    count: int,
-    what: str,
-) -> list[np.ndarray]:
-    """Rank 0: the gathered ``(keys, value blocks)`` of every rank as ``count`` vectors of the
-    global space, whose ``(dofs, keys)`` are ``found``."""
-    held = [(k, b) for k, b in parts if b]
+def _sources(
+    wanted: list[np.ndarray], found: tuple[np.ndarray, np.ndarray], what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rank 0: ``(global dofs, source rows)``: for each global dof the row of the gathered values
+    (every rank's dofs in key order, one after the other) that holds its value."""
     dofs, global_keys = found
-    ndof = int(space.ndof)
-    if not held:
-        if len(global_keys):
-            raise StateError(f"{what}: no rank holds a dof of it, the global space has {len(global_keys)}")
-        return [np.zeros(0) for _ in range(count)]
-    keys = np.concatenate([k for k, _ in held])
+    keys = np.concatenate(wanted)
     rows, first = np.unique(key_rows(keys), return_index=True)
     if len(global_keys) != len(rows):
         raise StateError(
             f"{what}: the ranks hold {len(rows)} distinct dofs, the global space has {len(global_keys)}; the "
             "distributed space is not one NGSolve rebuilds on the global mesh"
         )
-    source = first[match_rows(rows, key_rows(global_keys), what)]
+    return dofs, first[match_rows(rows, key_rows(global_keys), what)]
+
+
+def _place(
+    parts: list[list[np.ndarray]], space: Any, sources: tuple[np.ndarray, np.ndarray], count: int
+) -> list[np.ndarray]:
+    """Rank 0: the gathered value blocks of every rank as ``count`` vectors of the global space."""
+    dofs, source = sources
+    ndof = int(space.ndof)
     out = []
     for i in range(count):
-        block = np.concatenate([b[i] for _, b in held])
-        vector = np.zeros((ndof, block.shape[1]), dtype=block.dtype)
+        held = [b[i] for b in parts if b]
+        width = held[0].shape[1] if held else 1
+        block = np.concatenate(held) if held else np.zeros((0, width))
+        vector = np.zeros((ndof, width), dtype=block.dtype)
         vector[dofs] = block[source]
         out.append(vector.reshape(-1))
     return out

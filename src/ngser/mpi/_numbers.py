@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import ngsolve
@@ -29,7 +30,16 @@ from mpi4py import MPI
 from ..errors import StateError, UnsupportedTypeError
 from ..serializers.ngsolve._numbering import _edge_vertices, _face_vertices, _keys, _node_dofs
 
-__all__ = ["dof_keys", "element_order", "key_rows", "match_rows", "sort_key", "vertex_numbers"]
+__all__ = [
+    "MeshNumbers",
+    "dof_keys",
+    "node_tables",
+    "element_order",
+    "key_rows",
+    "match_rows",
+    "sort_key",
+    "vertex_numbers",
+]
 
 _VERTEX, _EDGE, _FACE, _CELL, _GLOBAL = 0, 1, 2, 3, 4
 _SHIFT = 2**31
@@ -147,25 +157,39 @@ def match_rows(table: np.ndarray, wanted: np.ndarray, what: str) -> np.ndarray:
     return found
 
 
-def dof_keys(space: Any, vertices: np.ndarray, elements: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(dofs, keys)`` of a space on a distributed mesh, keys in global numbers (collective:
-    builds helper spaces on the mesh). ``vertices``/``elements``: global numbers of the local
-    ones."""
-    mesh = space.mesh
+@dataclass
+class MeshNumbers:
+    """A distributed mesh's global numbers and node tables; ``mesh``: its counterpart (the global
+    mesh on rank 0 of a save, else None; the local mesh of a load)."""
+
+    vertices: np.ndarray
+    elements: np.ndarray
+    mesh: Any
+    nodes: tuple[np.ndarray, np.ndarray]
+
+
+def node_tables(mesh: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The local edges' and faces' vertices (collective: builds helper spaces on the mesh)."""
     edges = _edge_vertices(mesh)
     faces = _face_vertices(mesh) if int(mesh.dim) == 3 else np.zeros((0, 4), dtype=np.int64)
-    dofs, keys = _keys(space, nodes=(edges, faces))
+    return edges, faces
+
+
+def dof_keys(space: Any, numbers: MeshNumbers, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(dofs, keys)`` of a space on a distributed mesh, keys in global numbers (local work:
+    the collective part is :func:`node_tables`, done once per mesh)."""
+    dofs, keys = _keys(space, nodes=numbers.nodes)
     kind = keys[:, 0]
     if (kind == _GLOBAL).any():
         raise UnsupportedTypeError(f"{what}: a space with dofs on no mesh node (NumberSpace) cannot be distributed")
     keys = keys.copy()
     nodes = (kind == _VERTEX) | (kind == _EDGE) | (kind == _FACE)
     cols = keys[nodes, 1:5]
-    mapped = np.where(cols >= 0, vertices[np.maximum(cols, 0)], np.iinfo(np.int64).max)
+    mapped = np.where(cols >= 0, numbers.vertices[np.maximum(cols, 0)], np.iinfo(np.int64).max)
     mapped.sort(axis=1)
     keys[nodes, 1:5] = np.where(mapped == np.iinfo(np.int64).max, -1, mapped)
     cells = kind == _CELL
-    keys[cells, 1] = elements[keys[cells, 1]]
+    keys[cells, 1] = numbers.elements[keys[cells, 1]]
     return dofs, keys
 
 

@@ -26,8 +26,8 @@ from ..serializers.ngsolve._curvature import CURVATURE_NAME, _close, _measures
 from ..serializers.ngsolve._numbering import _keys
 from ..serializers.ngsolve.mesh import dump_netgen_mesh, load_netgen_mesh
 from ._channel import RootSteps
-from ._gather import MeshNumbers, coordinates
-from ._numbers import dof_keys, key_rows, match_rows, sort_key, vertex_numbers
+from ._gather import coordinates
+from ._numbers import MeshNumbers, dof_keys, key_rows, match_rows, node_tables, sort_key, vertex_numbers
 from ._objects import curve_order, is_ngsolve, rebuild, space_parts
 
 __all__ = ["Distributor"]
@@ -53,6 +53,8 @@ class Distributor(RootSteps):
         self._built: dict[int, Any] = {}  # every rank: the local object of each step
         self._numbers: dict[int, MeshNumbers] = {}  # by id of the local mesh (alive in _built)
         self._count = 0
+        #: local space id -> (space, its dofs in key order, rank 0: each rank's global dofs)
+        self._lookups: dict[int, tuple[Any, np.ndarray, Any]] = {}
         self._steps: list[tuple[Any, ...]] = []
         self._plain: list[Any] = []
 
@@ -155,7 +157,7 @@ class Distributor(RootSteps):
         parts = comm.gather(verts, root=0)
         found = self.on_root(_element_numbers, self._globals[nr] if self.root else None, parts)
         elements = comm.scatter(found or [np.zeros(0, np.int64)] * comm.size, root=0)
-        numbers = MeshNumbers(vertices, elements, mesh)
+        numbers = MeshNumbers(vertices, elements, mesh, node_tables(mesh))
         if order > 1:
             self._curve(nr, numbers, order)
         return numbers
@@ -197,9 +199,20 @@ class Distributor(RootSteps):
         what: str,
     ) -> None:
         """Fill the local ``vectors`` from rank 0's global ``source`` (space, vectors) by dof keys."""
-        dofs, keys = dof_keys(local, numbers.vertices, numbers.elements, what)
-        wanted = self.comm.gather(keys, root=0)
-        answers = self.on_root(_look_up, source, wanted, what) if source is not None else None
+        plan = self._lookups.get(id(local))
+        if plan is None:
+            found = self.on_root(_keys, source[0]) if source is not None else None
+            dofs, keys = dof_keys(local, numbers, what)
+            wanted = self.comm.gather(keys, root=0)
+            plan = (local, dofs, self.on_root(_look_up, found, wanted, what) if found is not None else None)
+            if any(local is built for built in self._built.values()):  # kept: later steps send values only
+                self._lookups[id(local)] = plan
+        _, dofs, at = plan
+        answers = None
+        if at is not None and source is not None:
+            ndof = int(source[0].ndof)
+            blocks = [v.reshape(ndof, -1) if ndof else v.reshape(0, 1) for v in source[1]]
+            answers = [[np.ascontiguousarray(b[where]) for b in blocks] for where in at]
         mine = self.comm.scatter(answers or [[] for _ in range(self.comm.size)], root=0)
         ndof = int(local.ndof)
         for vec, values in zip(vectors, mine):
@@ -228,15 +241,9 @@ def _widened(vertices: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def _look_up(source: tuple[Any, list[np.ndarray]], wanted: list[np.ndarray], what: str) -> list[list[np.ndarray]]:
-    """Rank 0: for each rank's dof keys, the global values (one array per vector)."""
-    space, vectors = source
-    dofs, keys = _keys(space)
+def _look_up(found: tuple[np.ndarray, np.ndarray], wanted: list[np.ndarray], what: str) -> list[np.ndarray]:
+    """Rank 0: for each rank's dof keys, the global dofs of the same keys (``found``: the global
+    space's dofs and keys)."""
+    dofs, keys = found
     rows = key_rows(keys)
-    ndof = int(space.ndof)
-    blocks = [v.reshape(ndof, -1) if ndof else v.reshape(0, 1) for v in vectors]
-    out = []
-    for their in wanted:
-        at = dofs[match_rows(rows, key_rows(their), what)]
-        out.append([np.ascontiguousarray(b[at]) for b in blocks])
-    return out
+    return [dofs[match_rows(rows, key_rows(their), what)] for their in wanted]
