@@ -126,6 +126,19 @@ def series_load(kind: str, folder: Path) -> None:
     _report(**found)
 
 
+def dies(kind: str, folder: Path) -> None:
+    """Rank 2 dies while the values are gathered: mpiexec ends the job, the old file stays."""
+    import os
+
+    import ngser.mpi._gather as gather
+
+    mesh = _distributed("3d")
+    u = ng.GridFunction(ng.H1(mesh, order=2), name="u")
+    if COMM.rank == 2:
+        gather.dof_keys = lambda *args: os._exit(3)  # type: ignore[assignment]
+    ngser.save({"mesh": mesh, "u": u}, folder / "kept.h5", comm=COMM)
+
+
 def alone(kind: str, folder: Path) -> None:
     """Rank 1 saves alone; the others do not call."""
     mesh = _distributed("3d")
@@ -175,6 +188,7 @@ if __name__ == "__main__":
         "resave": resave,
         "series": series,
         "series_load": series_load,
+        "dies": dies,
         "alone": alone,
         "different": different,
         "refused": refused,

@@ -146,6 +146,19 @@ def test_refused_objects_raise_on_every_rank_and_keep_the_previous_file(tmp_path
     assert (tmp_path / "kept.h5").read_bytes() == b"previous"
 
 
+def test_a_rank_dying_during_the_save_leaves_the_previous_file(tmp_path: Path) -> None:
+    (tmp_path / "kept.h5").write_bytes(b"previous")
+    done = subprocess.run(
+        [str(MPIEXEC), "-n", "3", sys.executable, str(JOB), "dies", str(tmp_path)],
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert done.returncode != 0  # mpiexec ended the job
+    assert (tmp_path / "kept.h5").read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".h5") == ["kept.h5"]
+
+
 def test_a_collective_call_needs_a_communicator_and_a_file_name(tmp_path: Path) -> None:
     with pytest.raises(ngser.ArgumentError, match="mpi4py communicator"):
         ngser.save({}, tmp_path / "x.h5", comm="world")
