@@ -32,9 +32,11 @@ $(OLDEST_STAMP): pyproject.toml
 	@rm -f $(OLDEST_VENV)/.ngser-installed-ngsolve-*
 	@touch $(OLDEST_STAMP)
 
+# The demonstrations keep their files in demo-output/ (try `.venv/bin/ngser info` and `h5ls -r` on them).
 demo: $(STAMP)
-	$(PY) examples/tutorial.py
-	$(PY) examples/heat_checkpoint.py
+	$(PY) examples/tutorial.py demo-output/tutorial
+	$(PY) examples/heat_checkpoint.py demo-output/heat
+	@echo "files in demo-output/: try .venv/bin/ngser info demo-output/tutorial/gridfunction.h5"
 
 # The whole suite under the newest NGSolve, then the NGSolve tests under the oldest.
 test: $(STAMP)

@@ -59,6 +59,7 @@ def simulate(
 
 
 def main(folder: Path) -> int:
+    folder.mkdir(parents=True, exist_ok=True)
     failures = 0
 
     def check(label: str, ok: bool) -> None:
