@@ -155,3 +155,45 @@ def test_verify_holds_one_array_at_a_time(tmp_path: Path, suffix: str, capsys: p
         tracemalloc.stop()
     assert status == 0 and "every checksum matches" in capsys.readouterr().out
     assert peak < 2 * size, f"verifying 6 arrays of {size} bytes allocated {peak} bytes at once"
+
+
+def test_convert_says_what_it_wrote(sample: Path, tmp_path: Path) -> None:
+    target = tmp_path / "out.msgpack"
+    result = run("convert", str(sample), str(target))
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"wrote {target} (msgpack, 2 objects, 2 arrays of ")
+    assert "on disk" in result.stdout
+
+
+def test_verify_reports_every_damaged_part(tmp_path: Path) -> None:
+    path = tmp_path / "two.msgpack"
+    ngser.save([np.arange(1000.0), np.ones(1000)], path)
+    data = bytearray(path.read_bytes())
+    first = data.find(np.arange(1000.0).tobytes()[800:816])
+    second = data.find(np.ones(1000).tobytes()[:16], first + 16)
+    assert first > 0 and second > first
+    data[first] ^= 0xFF
+    data[second + 100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    result = run("verify", str(path))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{path}: FAILED: 2 damaged parts"
+    assert len(lines) == 3 and all("checksum mismatch" in line for line in lines[1:])
+
+
+def test_info_says_it_checks_no_checksums(sample: Path) -> None:
+    result = run("info", str(sample))
+    assert result.returncode == 0
+    assert result.stdout.rstrip().splitlines()[-1].startswith("checksums:      not checked")
+    assert f"ngser verify {sample}" in result.stdout
+
+
+def test_messages_speak_in_the_command_lines_terms() -> None:
+    from ngser.cli import _cli_terms
+
+    assert (
+        _cli_terms("cannot tell the format; pass format='msgpack'") == "cannot tell the format; pass --format msgpack"
+    )
+    assert "--trusted" in _cli_terms("Pass trusted=True to ngser.load if you trust where the file came from")
+    assert "trusted=True" not in _cli_terms("Pass trusted=True to ngser.load if you trust it")

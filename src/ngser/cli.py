@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -67,7 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _error(message: str) -> None:
-    print(f"ngser: error: {' '.join(message.split())}", file=sys.stderr)
+    print(f"ngser: error: {_cli_terms(' '.join(message.split()))}", file=sys.stderr)
+
+
+def _cli_terms(message: str) -> str:
+    """A message's Python advice in the command line's terms (``--format``, ``--trusted``)."""
+    message = re.sub(r"\bformat='(\w+)'", r"--format \1", message)
+    return re.sub(r"\b[Pp]ass trusted=True(?: to ngser\.load)?", "pass --trusted (ngser export)", message)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,6 +126,7 @@ def _info(args: argparse.Namespace) -> int:
     with FileView(args.file) as view:
         text = describe(view.graph, args.file, view.format, max_lines=limit, max_depth=depth)
     print(text)
+    print(f"checksums:      not checked: the arrays are not read (ngser verify {args.file} checks every one)")
     return 0
 
 
@@ -309,6 +317,10 @@ def _convert(args: argparse.Namespace) -> int:
     finally:
         if progress.started:
             progress.finish()
+    print(
+        f"wrote {args.dst} ({fmt}, {graph.node_count} objects, {len(graph.arrays)} arrays of "
+        f"{_size(progress.total)}; {_size(os.path.getsize(args.dst))} on disk)"
+    )
     return 0
 
 
@@ -371,13 +383,20 @@ def _verify(args: argparse.Namespace) -> int:
             if is_checkpoint(path):
                 print(f"{path}: {verify_checkpoint(path)}")
                 continue
-            graph = _checked_graph(path)
+            graph, damage = _checked_graph(path)
         except NgserError as exc:
-            message = " ".join(str(exc).split())
-            message = message[len(path) + 2 :] if message.startswith(f"{path}: ") else message
-            print(f"{path}: FAILED: {message}")
+            damage, graph = [exc], None
+        if damage:
+            messages = [" ".join(str(exc).split()) for exc in damage]
+            messages = [m[len(path) + 2 :] if m.startswith(f"{path}: ") else m for m in messages]
+            if len(messages) == 1:
+                print(f"{path}: FAILED: {messages[0]}")
+            else:
+                print(f"{path}: FAILED: {len(messages)} damaged parts")
+                print("\n".join(f"  {m}" for m in messages))
             status = 1
             continue
+        assert graph is not None
         nbytes = sum(array.nbytes for array in graph.arrays)
         print(
             f"{path}: OK ({sniff_file(path)}, {graph.node_count} objects, {len(graph.arrays)} arrays of "
@@ -386,14 +405,19 @@ def _verify(args: argparse.Namespace) -> int:
     return status
 
 
-def _checked_graph(path: str) -> Graph:
-    """The graph of ``path`` with every checksum verified, holding one array in memory at a
-    time where the format allows it (a 10 GB file does not need 10 GB to be verified)."""
+def _checked_graph(path: str) -> tuple[Graph, list[NgserError]]:
+    """The graph of ``path`` and the damage of every array whose checksum does not match, holding
+    one array in memory at a time where the format allows it (a 10 GB file does not need 10 GB
+    to be verified)."""
     graph, close = read_graph_lazily(path)  # a pickle is read whole, its checksums verified on reading
+    damage: list[NgserError] = []
     try:
         for array in graph.arrays:
-            array.load()  # read, checked against its CRC32, and dropped
+            try:
+                array.load()  # read, checked against its CRC32, and dropped
+            except NgserError as exc:
+                damage.append(exc)
     finally:
         if close is not None:
             close()
-    return graph
+    return graph, damage
