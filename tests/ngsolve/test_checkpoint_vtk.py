@@ -252,7 +252,8 @@ def test_a_killed_writer_leaves_a_view_vtk_reads(tmp_path: Path, keep: int) -> N
         listed = vtk_times(path) if steps_of(path) else []
         # The view is the last commit's, or (killed between a commit and its listing) the one before.
         before = [committed[0] - 1, *committed[:-1]] if keep and committed[0] > 0 else committed[:-1]
-        assert listed in (committed, before)
+        # a rolling view is hidden while its shifted rows are rewritten: killed then, it is empty
+        assert listed in (committed, before) or (keep and listed == [])
         for k, t in enumerate(listed):
             values = vtk_to_numpy(read(path, k)[1].GetPointData().GetArray("u"))
             points = vtk_to_numpy(read(path, k)[1].GetPoints().GetData())

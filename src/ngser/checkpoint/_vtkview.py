@@ -222,19 +222,42 @@ class View:
             os.pwrite(self.fd, data.data.cast("B"), self.data_at[name] + slot * self.slot_bytes(name))
 
     def publish(self, listing: list[tuple[float, int]]) -> None:
-        """List ``(time, slot)`` of the steps VTK shows, oldest first."""
+        """List ``(time, slot)`` of the steps VTK shows, oldest first.
+
+        A step's time and its data offset are two writes: rows VTK already lists are rewritten
+        only while the listing is hidden (``NSteps`` 0), so a writer killed between the two
+        leaves no step listed with another step's values (a rolling ``keep=`` view shifts its
+        rows at every step; a growing one only adds rows beyond ``NSteps``)."""
         count = len(listing)
+        times = np.array([t for t, _ in listing], dtype="<f8")
+        rows = np.array([s for _, s in listing], dtype="<i8") * self.n
+        shown = min(self.listed, count)
+        if shown and self._rows_differ(times[:shown], rows[:shown]):
+            self._resize(0)
         if count:
-            times = np.array([t for t, _ in listing], dtype="<f8")
             os.pwrite(self.fd, times.tobytes(), self.values_at)
-            rows = np.array([s for _, s in listing], dtype="<i8") * self.n
             for name in self.arrays:
                 os.pwrite(self.fd, rows.tobytes(), self.offsets_at[name])
+        self._resize(count)
+
+    def _rows_differ(self, times: np.ndarray[Any, Any], rows: np.ndarray[Any, Any]) -> bool:
+        old_times = np.frombuffer(os.pread(self.fd, times.nbytes, self.values_at), dtype="<f8")
+        if not np.array_equal(old_times, times):
+            return True
+        return any(
+            not np.array_equal(np.frombuffer(os.pread(self.fd, rows.nbytes, self.offsets_at[name]), dtype="<i8"), rows)
+            for name in self.arrays
+        )
+
+    def _resize(self, count: int) -> None:
+        """Show ``count`` listed steps. Growing: the per-step counts first (VTK reads more rows
+        than NSteps safely), then NSteps, then Values (fewer rows than NSteps are safe);
+        shrinking in the other order."""
+        if count == self.listed:
+            return
         value = np.int64(count).tobytes()
-        # Growing: the per-step counts first (VTK reads more rows than NSteps safely), then
-        # NSteps, then Values (fewer rows than NSteps are safe); shrinking in the other order.
         order = [self.sizes_at[1:], [self.nsteps_at], self.sizes_at[:1]]
-        for group in (order if count > self.listed else order[::-1]) if count != self.listed else ():
+        for group in order if count > self.listed else order[::-1]:
             for at in group:
                 os.pwrite(self.fd, value, at)
             sync(self.fd)
