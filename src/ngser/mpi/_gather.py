@@ -26,8 +26,18 @@ from ..serializers.ngsolve._curvature import _measures, apply_curvature
 from ..serializers.ngsolve._numbering import _keys
 from ..serializers.ngsolve.mesh import dump_netgen_mesh, load_netgen_mesh
 from ._channel import RootSteps
-from ._numbers import MeshNumbers, dof_keys, element_order, key_rows, match_rows, node_tables, sort_key, vertex_numbers
-from ._objects import curve_order, is_ngsolve, rebuild, space_parts
+from ._numbers import (
+    MeshNumbers,
+    dof_keys,
+    element_order,
+    key_rows,
+    match_rows,
+    node_tables,
+    padded,
+    sort_key,
+    vertex_numbers,
+)
+from ._objects import curve_order, is_ngsolve, rebuild, space_parts, with_parts
 
 __all__ = ["Globalizer", "coordinates"]
 
@@ -50,10 +60,9 @@ class Globalizer(RootSteps):
         self.registry = registry
         # Meshes and spaces are gathered once and kept (a checkpoint appends many steps of them);
         # GridFunctions once per call. Each dict holds its objects, so their ids stay theirs.
-        self.meshes: dict[int, MeshNumbers] = {}
+        self._meshes: dict[int, tuple[Any, MeshNumbers]] = {}
         self._spaces: dict[int, tuple[Any, Any]] = {}
         self._functions: dict[int, tuple[Any, Any]] = {}
-        self._alive: list[Any] = []
         #: local space id -> (space, its dofs in key order, rank 0: where each global dof's value is)
         self._plans: dict[int, tuple[Any, np.ndarray, Any]] = {}
 
@@ -75,11 +84,7 @@ class Globalizer(RootSteps):
         return None if is_ngsolve(item) else item
 
     def mesh(self, mesh: Any) -> MeshNumbers:
-        key = id(mesh)  # kept alive below: the id stays this mesh's
-        if key not in self.meshes:
-            self._alive.append(mesh)
-            self.meshes[key] = self._gather_mesh(mesh)
-        return self.meshes[key]
+        return _once(self._meshes, mesh, self._gather_mesh)  # type: ignore[no-any-return]
 
     def _gather_mesh(self, mesh: Any) -> MeshNumbers:
         comm = self.comm
@@ -105,18 +110,12 @@ class Globalizer(RootSteps):
 
     def _space(self, space: Any) -> Any:
         serializer, state = space_parts(space, self.registry)
-        replaced = {
-            key: (
-                self.mesh(value).mesh
-                if isinstance(value, ngsolve.Mesh)
-                else _once(self._spaces, value, self._space)
-                if isinstance(value, comp.FESpace)
-                else [_once(self._spaces, s, self._space) for s in value]
-                if key == "spaces"
-                else value
-            )
-            for key, value in state.items()
-        }
+        replaced = with_parts(
+            state,
+            lambda part: (
+                self.mesh(part).mesh if isinstance(part, ngsolve.Mesh) else _once(self._spaces, part, self._space)
+            ),
+        )
         return self.on_root(serializer.load, replaced)
 
     def _gridfunction(self, gf: Any) -> Any:
@@ -180,7 +179,7 @@ def _merge(parts: list[dict[str, Any]]) -> tuple[dict[str, Any], list[np.ndarray
             continue
         width = max(p[prefix + "vertices"].shape[1] for p in parts if prefix + "vertices" in p)
         table = {
-            key: np.concatenate([_padded(p[key], width) if key.endswith("_vertices") else p[key] for p in parts])
+            key: np.concatenate([padded(p[key], width) if key.endswith("_vertices") else p[key] for p in parts])
             for key in fields
         }
         verts, index = table[prefix + "vertices"], table[prefix + "index"]
@@ -195,12 +194,6 @@ def _merge(parts: list[dict[str, Any]]) -> tuple[dict[str, Any], list[np.ndarray
         state.update({key: np.ascontiguousarray(value[order]) for key, value in table.items()})
         state[prefix + "vertices"] = state[prefix + "vertices"].astype(np.int32)
     return state, numbers
-
-
-def _padded(vertices: np.ndarray, width: int) -> np.ndarray:
-    out = np.zeros((len(vertices), width), dtype=np.int64)
-    out[:, : vertices.shape[1]] = vertices
-    return out
 
 
 def _sources(

@@ -34,6 +34,7 @@ __all__ = [
     "MeshNumbers",
     "dof_keys",
     "node_tables",
+    "padded",
     "element_order",
     "key_rows",
     "match_rows",
@@ -137,6 +138,14 @@ def sort_key(vertices: np.ndarray, index: np.ndarray | None = None) -> np.ndarra
 def _void(rows: np.ndarray) -> np.ndarray:
     rows = np.ascontiguousarray(rows, dtype=">i8")  # big-endian: bytewise order is numeric order (non-negative)
     return rows.view(np.dtype((np.void, rows.dtype.itemsize * max(rows.shape[1], 1)))).ravel()
+
+
+def padded(vertices: np.ndarray, width: int) -> np.ndarray:
+    """Element vertex rows (0-padded) widened with zeros to ``width`` columns, as int64."""
+    out = np.zeros((len(vertices), width), dtype=np.int64)
+    if vertices.ndim == 2:
+        out[:, : vertices.shape[1]] = vertices
+    return out
 
 
 def element_order(vertices: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from ..serializers import Registry
 from ..serializers.ngsolve._compat import identifications
 from ..serializers.ngsolve._curvature import CURVATURE_NAME
 
-__all__ = ["SPACES", "check", "curve_order", "describe", "leaves", "rebuild", "space_parts"]
+__all__ = ["SPACES", "check", "curve_order", "describe", "leaves", "rebuild", "space_parts", "with_parts"]
 
 #: The serializers of the spaces a collective save or load rebuilds from their parts.
 SPACES = ("ngsolve.FESpace", "ngsolve.ProductSpace", "ngsolve.VectorValued", "ngsolve.Discontinuous")
@@ -93,6 +93,11 @@ def space_parts(space: Any, registry: Registry) -> tuple[Any, dict[str, Any]]:
     return serializer, serializer.dump(space)
 
 
+def with_parts(state: dict[str, Any], part: Callable[[Any], Any]) -> dict[str, Any]:
+    """A space's state (from :func:`space_parts`) with its mesh and subspaces replaced by ``part(...)``."""
+    return rebuild(state, lambda v: part(v) if isinstance(v, (ngsolve.Mesh, comp.FESpace)) else v)  # type: ignore[no-any-return]
+
+
 def check(obj: Any, size: int, registry: Registry) -> None:
     """Refuse, on this rank and before any collective step, what cannot be saved collectively."""
     for item in leaves(obj):
@@ -115,8 +120,8 @@ def check(obj: Any, size: int, registry: Registry) -> None:
 
 def _check_space(space: Any, size: int, registry: Registry) -> None:
     _, state = space_parts(space, registry)
-    for part in [state.get("space"), *state.get("spaces", [])]:
-        if part is not None:
+    for part in leaves(state):
+        if isinstance(part, comp.FESpace):
             _check_space(part, size, registry)
     _check_mesh(space.mesh, size)
 

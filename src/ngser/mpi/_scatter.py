@@ -27,8 +27,8 @@ from ..serializers.ngsolve._numbering import _keys
 from ..serializers.ngsolve.mesh import dump_netgen_mesh, load_netgen_mesh
 from ._channel import RootSteps
 from ._gather import coordinates
-from ._numbers import MeshNumbers, dof_keys, key_rows, match_rows, node_tables, sort_key, vertex_numbers
-from ._objects import curve_order, is_ngsolve, rebuild, space_parts
+from ._numbers import MeshNumbers, dof_keys, key_rows, match_rows, node_tables, padded, sort_key, vertex_numbers
+from ._objects import curve_order, is_ngsolve, rebuild, space_parts, with_parts
 
 __all__ = ["Distributor"]
 
@@ -92,15 +92,7 @@ class Distributor(RootSteps):
             step = ("gridfunction", self._step(item.space), item.name, multidim)
         else:
             serializer, state = space_parts(item, self.registry)
-            parts = {
-                key: _Slot(step=self._step(value))
-                if isinstance(value, (ngsolve.Mesh, comp.FESpace))
-                else [_Slot(step=self._step(s)) for s in value]
-                if key == "spaces"
-                else value
-                for key, value in state.items()
-            }
-            step = ("space", serializer.name, parts)
+            step = ("space", serializer.name, with_parts(state, lambda part: _Slot(step=self._step(part))))
         nr, self._count = self._count, self._count + 1
         self._steps.append((nr, *step))
         self._globals[nr] = item
@@ -140,22 +132,22 @@ class Distributor(RootSteps):
 
     def _mesh(self, nr: int, order: int) -> MeshNumbers:
         comm = self.comm
+        state: dict[str, Any] = {}
         if self.root:
-            global_mesh = self._globals[nr]
-            state = dump_netgen_mesh(global_mesh.ngmesh, curvature=False)
+            state = dump_netgen_mesh(self._globals[nr].ngmesh, curvature=False)
             state["curve_order"] = 1
             ngmesh = load_netgen_mesh(state)  # a straight copy: the curvature comes as a deformation
             ngmesh.Distribute(comm)
         else:
             ngmesh = nm.Mesh.Receive(comm)
         mesh = ngsolve.Mesh(ngmesh)
-        points = np.asarray(self._globals[nr].ngmesh.Coordinates(), dtype=np.float64) if self.root else None
-        vertices = vertex_numbers(mesh, comm, points, known=True)
-        cells = ngmesh.Elements3D() if int(mesh.dim) == 3 else ngmesh.Elements2D()
+        dim = int(mesh.dim)
+        vertices = vertex_numbers(mesh, comm, state.get("points"), known=True)
+        cells = ngmesh.Elements3D() if dim == 3 else ngmesh.Elements2D()
         verts = np.asarray(cells.NumPy()["nodes"], dtype=np.int64)
         verts = np.where(verts > 0, vertices[np.maximum(verts, 1) - 1] + 1, 0)
         parts = comm.gather(verts, root=0)
-        found = self.on_root(_element_numbers, self._globals[nr] if self.root else None, parts)
+        found = self.on_root(_element_numbers, state.get(f"elements{dim}d_vertices"), parts)
         elements = comm.scatter(found or [np.zeros(0, np.int64)] * comm.size, root=0)
         numbers = MeshNumbers(vertices, elements, mesh, node_tables(mesh))
         if order > 1:
@@ -224,21 +216,12 @@ class Distributor(RootSteps):
             vec.SetParallelStatus(ngsolve.la.PARALLEL_STATUS.CUMULATED)
 
 
-def _element_numbers(global_mesh: Any, parts: list[np.ndarray]) -> list[np.ndarray]:
-    """Rank 0: each rank's volume elements' numbers in the global mesh, found by their vertices."""
-    ngmesh = global_mesh.ngmesh
-    cells = ngmesh.Elements3D() if int(global_mesh.dim) == 3 else ngmesh.Elements2D()
-    table = np.asarray(cells.NumPy()["nodes"], dtype=np.int64)
+def _element_numbers(table: np.ndarray, parts: list[np.ndarray]) -> list[np.ndarray]:
+    """Rank 0: each rank's volume elements' numbers in the global mesh (whose element ``table``,
+    1-based and 0-padded, is given), found by their vertices."""
     width = max([table.shape[1], *(p.shape[1] for p in parts if p.ndim == 2)])
-    rows = sort_key(_widened(table, width))
-    return [match_rows(rows, sort_key(_widened(p, width)), "the distributed mesh's elements") for p in parts]
-
-
-def _widened(vertices: np.ndarray, width: int) -> np.ndarray:
-    out = np.zeros((len(vertices), width), dtype=np.int64)
-    if vertices.ndim == 2:
-        out[:, : vertices.shape[1]] = vertices
-    return out
+    rows = sort_key(padded(table, width))
+    return [match_rows(rows, sort_key(padded(p, width)), "the distributed mesh's elements") for p in parts]
 
 
 def _look_up(found: tuple[np.ndarray, np.ndarray], wanted: list[np.ndarray], what: str) -> list[np.ndarray]:
