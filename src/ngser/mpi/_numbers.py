@@ -3,10 +3,11 @@
 netgen numbers the vertices of a distributed mesh globally (the numbering of the serial mesh it
 was distributed from) but exposes the numbers only through ``GridFunction.Save(parallel=True)``,
 which writes a vector in global vertex order. :func:`vertex_numbers` saves an order-1 ``H1``
-function whose value at each vertex names its rank and local number, reads the file on rank 0
-and sends each rank the global numbers of its vertices. The global numbers grow with the local
-ones on every rank (checked), so edges and faces, whose shape functions NGSolve orients by
-vertex numbers, are oriented the same locally and globally.
+function whose value at each vertex names its rank and local number, so that rank 0 learns the
+global points, and finds every rank's vertices among them by their coordinates (a load knows the
+global points already). The global numbers grow with the local ones on every rank (checked), so
+edges and faces, whose shape functions NGSolve orients by vertex numbers, are oriented the same
+locally and globally.
 
 Elements are numbered by rank 0: the volume elements of all ranks sorted by their global vertex
 numbers (:func:`element_order`), an order no partition changes.
@@ -28,10 +29,22 @@ import numpy as np
 from mpi4py import MPI
 
 from ..errors import StateError, UnsupportedTypeError
-from ..serializers.ngsolve._numbering import _edge_vertices, _face_vertices, _keys, _node_dofs
+from ..serializers.ngsolve._numbering import (
+    _CELL,
+    _EDGE,
+    _FACE,
+    _GLOBAL,
+    _VERTEX,
+    _edge_vertices,
+    _face_vertices,
+    _keys,
+    _node_dofs,
+)
 
 __all__ = [
+    "MAX_RANKS",
     "MeshNumbers",
+    "SHIFT",
     "dof_keys",
     "node_tables",
     "padded",
@@ -42,8 +55,10 @@ __all__ = [
     "vertex_numbers",
 ]
 
-_VERTEX, _EDGE, _FACE, _CELL, _GLOBAL = 0, 1, 2, 3, 4
-_SHIFT = 2**31
+#: Rank and local vertex number are coded as ``rank * SHIFT + number`` (exact in float64).
+SHIFT = 2**31
+#: The most ranks that coding leaves room for.
+MAX_RANKS = 2**21
 
 
 def vertex_numbers(mesh: Any, comm: MPI.Comm, points: np.ndarray | None = None, *, known: bool = False) -> np.ndarray:
@@ -70,15 +85,13 @@ def vertex_numbers(mesh: Any, comm: MPI.Comm, points: np.ndarray | None = None, 
 
 def _saved_owners(mesh: Any, comm: MPI.Comm) -> np.ndarray | None:
     """Rank 0: ``(nv_global, 2)`` owning rank and its local number of every global vertex."""
-    nv = int(mesh.nv)
-    if nv >= _SHIFT or comm.size >= 2**21:
-        raise UnsupportedTypeError(f"a distributed mesh with {nv} vertices on one rank is too large")
+    nv = int(mesh.nv)  # below SHIFT: checked by _objects.check before any collective step
     space = ngsolve.H1(mesh, order=1)
     dofs = _node_dofs(space, _VERTEX, nv)
     field = ngsolve.GridFunction(space)
     values = field.vec.FV().NumPy()
     values[:] = -1.0
-    values[dofs[dofs >= 0]] = comm.rank * float(_SHIFT) + np.flatnonzero(dofs >= 0)
+    values[dofs[dofs >= 0]] = comm.rank * float(SHIFT) + np.flatnonzero(dofs >= 0)
     scratch = os.path.join(tempfile.gettempdir(), f"ngser-mpi-{uuid.uuid4().hex}.tmp")
     name = comm.bcast(scratch if comm.rank == 0 else None, root=0)
     try:
@@ -91,8 +104,8 @@ def _saved_owners(mesh: Any, comm: MPI.Comm) -> np.ndarray | None:
         comm.Barrier()
         if comm.rank == 0 and os.path.exists(name):
             os.unlink(name)
-    rank = np.floor_divide(coded, float(_SHIFT)).astype(np.int64)
-    return np.stack((rank, (coded - rank * float(_SHIFT)).astype(np.int64)), axis=1)
+    rank = np.floor_divide(coded, float(SHIFT)).astype(np.int64)
+    return np.stack((rank, (coded - rank * float(SHIFT)).astype(np.int64)), axis=1)
 
 
 def _numbers_by_point(

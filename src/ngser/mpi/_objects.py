@@ -20,6 +20,7 @@ from ..errors import ArgumentError, UnsupportedTypeError
 from ..serializers import Registry
 from ..serializers.ngsolve._compat import identifications
 from ..serializers.ngsolve._curvature import CURVATURE_NAME
+from ._numbers import MAX_RANKS, SHIFT
 
 __all__ = ["SPACES", "check", "curve_order", "describe", "leaves", "rebuild", "space_parts", "with_parts"]
 
@@ -137,6 +138,11 @@ def _check_mesh(mesh: Any, size: int) -> None:
         raise UnsupportedTypeError(
             "a distributed mesh refined in parallel (mesh.Refine() after Distribute) cannot be numbered globally "
             "by netgen: refine before distributing, or save each rank's part serially"
+        )
+    if int(mesh.nv) >= SHIFT or size >= MAX_RANKS:
+        raise UnsupportedTypeError(
+            f"a distributed mesh with {mesh.nv} vertices on one of {size} ranks is beyond what ngser numbers "
+            f"(below {SHIFT} vertices per rank, {MAX_RANKS} ranks)"
         )
     ngmesh = mesh.ngmesh
     if len(ngmesh.Points()) != int(mesh.nv):
