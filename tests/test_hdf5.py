@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import ngser
-from ngser.backends.hdf5_format import INLINE_LIMIT, NAMED_DATASETS
-from ngser.backends.hdf5_layout import ArrayPaths, quote_name
+from ngser.backends.hdf5_format import INLINE_LIMIT, SMALL_DATASETS
+from ngser.backends.hdf5_layout import MAX_NAME_DEPTH, Names, quote_name
 from ngser.graph import ArrayNode, Graph, ObjectNode, Ref
 
 
@@ -61,15 +61,15 @@ def test_readable_names_for_h5py_users(tmp_path: Path) -> None:
     path = tmp_path / "r.h5"
     ngser.save({"mesh": mesh, "u": u, "v": v}, path)
     with h5py.File(path, "r") as file:
-        groups = sorted(file["arrays"])
-        assert [g.split("_")[0] for g in groups] == ["tests.hdf5.Mesh", "tests.hdf5.Vector", "tests.hdf5.Vector"]
-        mesh_group = file["arrays"][groups[0]]
-        np.testing.assert_array_equal(mesh_group["points"][...], mesh.points)
-        np.testing.assert_array_equal(mesh_group["cells"][...], mesh.cells)
-        values = sorted(tuple(file["arrays"][g]["values"][:3]) for g in groups[1:])
-        assert values == sorted([tuple(u.values[:3]), tuple(v.values[:3])])
-        points = mesh_group["points"]
-        assert points.attrs["label"] == "tests.hdf5.Mesh/points"
+        np.testing.assert_array_equal(file["mesh/points"][...], mesh.points)
+        np.testing.assert_array_equal(file["mesh/cells"][...], mesh.cells)
+        np.testing.assert_array_equal(file["u/values"][...], u.values)
+        np.testing.assert_array_equal(file["v/values"][...], v.values)
+        assert file["u/mesh"] == file["mesh"] == file["v/mesh"]  # one group under each name (hard links)
+        assert file["u/mesh/points"] == file["mesh/points"]
+        assert dict(file["u"].attrs) == {"type": "tests.hdf5.Vector", "version": 1, "id": file["u"].attrs["id"]}
+        assert file["mesh"].attrs["type"] == "tests.hdf5.Mesh"
+        points = file["mesh/points"]
         assert points.attrs["crc32"] == zlib.crc32(mesh.points)
         assert points.chunks is None  # contiguous
         group = file["ngser"]
@@ -79,7 +79,8 @@ def test_readable_names_for_h5py_users(tmp_path: Path) -> None:
         names = [types[i] for i in file["ngser/nodes/type"][...]]
         assert sorted(names) == ["tests.hdf5.Mesh", "tests.hdf5.Vector", "tests.hdf5.Vector"]
         ids = set(file["ngser/nodes/id"][...].tolist())
-        assert len(ids) == 3 and int(points.attrs["id"]) not in ids  # objects and arrays share one id space
+        assert int(file["mesh"].attrs["id"]) in ids and len(ids) == 3
+        assert int(points.attrs["id"]) not in ids  # objects and arrays share one id space
     out = ngser.load(path)
     assert out["u"].mesh is out["v"].mesh is out["mesh"]
     np.testing.assert_array_equal(out["v"].values, v.values)
@@ -107,7 +108,7 @@ def test_compression(tmp_path: Path, compression: str) -> None:
     ngser.save(data, packed, compression=compression)
     assert packed.stat().st_size < plain.stat().st_size / 10
     with h5py.File(packed, "r") as file:
-        datasets = [file["arrays"][name] for name in file["arrays"]]
+        datasets = [file[name] for name in data]
         assert {d.compression for d in datasets} == {compression}
         assert all(d.chunks is not None for d in datasets)
     out = ngser.load(packed)
@@ -137,7 +138,7 @@ def test_dtypes_hdf5_lacks_are_stored_as_bytes_with_a_description(tmp_path: Path
     path = tmp_path / "d.h5"
     ngser.save({"words": words, "dates": dates, "matrix": np.asfortranarray(np.ones((300, 20)))}, path)
     with h5py.File(path, "r") as file:
-        kinds = {name: file["arrays"][name] for name in file["arrays"]}
+        kinds = {name: file[name] for name in ("words", "dates", "matrix")}
         raw = [d for d in kinds.values() if "dtype" in d.attrs]
         assert sorted(json.loads(d.attrs["dtype"]) for d in raw) == ["<M8[D]", "<U5"]
         assert all(d.dtype == np.uint8 for d in raw)
@@ -158,22 +159,27 @@ def test_many_small_objects_use_a_packed_table(tmp_path: Path) -> None:
     assert ngser.load(path) == objs
 
 
-def test_small_arrays_beyond_the_named_ones_are_packed(tmp_path: Path) -> None:
-    meshes = [Mesh(np.full((2, 3), float(i)), np.zeros((1, 3), np.int32)) for i in range(NAMED_DATASETS)]
+def test_small_arrays_beyond_the_dataset_budget_are_packed(tmp_path: Path) -> None:
+    arrays = [np.full(3, float(i)) for i in range(SMALL_DATASETS + 10)]
     path = tmp_path / "m.h5"
-    ngser.save(meshes, path)
-    datasets = [name for name, kind in _visit(path).items() if name.startswith("arrays/") and kind == "Dataset"]
-    assert len(datasets) == NAMED_DATASETS
+    ngser.save({"big": np.arange(INLINE_LIMIT), "small": arrays}, path)
+    datasets = [name for name, kind in _visit(path).items() if kind == "Dataset" and not name.startswith("ngser/")]
+    assert len(datasets) == SMALL_DATASETS + 1
+    assert "small/0" in datasets and f"small/{SMALL_DATASETS}" not in datasets and "big" in datasets
     with h5py.File(path, "r") as file:
-        assert file["ngser/packed"].shape[0] >= NAMED_DATASETS // 2 * (48 + 12)  # the other half
+        assert file["ngser/packed"].shape[0] == 10 * 24
     out = ngser.load(path)
-    assert all((m.points == i).all() for i, m in enumerate(out))
+    assert all((a == i).all() for i, a in enumerate(out["small"]))
 
 
-def test_large_unlabelled_arrays_become_datasets(tmp_path: Path) -> None:
+def test_every_array_of_any_size_is_a_dataset_by_name(tmp_path: Path) -> None:
     path = tmp_path / "l.h5"
-    ngser.save([np.arange(INLINE_LIMIT), np.arange(3)], path)
-    assert [n for n, k in _visit(path).items() if k == "Dataset" and n.startswith("arrays/")] == ["arrays/array_0"]
+    ngser.save([np.arange(INLINE_LIMIT), np.arange(3), {"run": {"temperature": np.ones(2)}}], path)
+    datasets = sorted(n for n, k in _visit(path).items() if k == "Dataset" and not n.startswith("ngser"))
+    assert datasets == ["0", "1", "2/run/temperature"]
+    with h5py.File(path, "r") as file:
+        assert "packed" not in file["ngser"]
+        np.testing.assert_array_equal(file["2/run/temperature"][...], np.ones(2))
 
 
 def _flip(path: Path, offset: int) -> None:
@@ -187,10 +193,9 @@ def test_damaged_array_names_node_and_dataset(tmp_path: Path) -> None:
     path = tmp_path / "x.h5"
     ngser.save(mesh, path)
     with h5py.File(path, "r") as file:
-        (group,) = list(file["arrays"])
-        offset = file["arrays"][group]["points"].id.get_offset()
+        offset = file["points"].id.get_offset()
     _flip(path, offset + 100)
-    with pytest.raises(ngser.FormatError, match=rf"x\.h5: array node \d+ \(/arrays/{group}/points\).*checksum"):
+    with pytest.raises(ngser.FormatError, match=r"x\.h5: array node \d+ \(/points\).*checksum"):
         ngser.load(path)
     with ngser.open(path) as view:  # a lazy view finds the damage when the array is read
         assert view.objects()[0][1] == "tests.hdf5.Mesh"
@@ -242,40 +247,67 @@ def test_bytes_are_an_hdf5_file_image(tmp_path: Path) -> None:
     path = tmp_path / "image.h5"
     path.write_bytes(data)
     with h5py.File(path, "r") as file:
-        np.testing.assert_array_equal(file["arrays/array_0"][...], np.arange(5000))
+        np.testing.assert_array_equal(file["a"][...], np.arange(5000))
     np.testing.assert_array_equal(ngser.loads(data)["a"], np.arange(5000))
 
 
 def test_quote_name() -> None:
     assert quote_name("a/b%c") == "a%2Fb%25c"
     assert quote_name(".") == "%2E"
+    assert quote_name("..") == "%2E%2E"
     assert quote_name("") == "%00"
+    assert quote_name("a\0b") == "a%00b"
+    assert quote_name("\udcff") == "\\udcff"
     assert quote_name("ngsolve.Mesh") == "ngsolve.Mesh"
 
 
-def test_array_paths_are_unique_and_find_their_owner() -> None:
+def test_names_follow_keys_share_by_link_and_skip_objects_without_arrays() -> None:
     nodes = [
-        ObjectNode(0, "T", 1, {"child": Ref(1), "points": Ref(2)}),
-        ObjectNode(1, "T", 1, {"points": Ref(3), "nested": {"deep": Ref(4)}}),
+        ObjectNode(0, "T", 1, {"child": Ref(1), "points": Ref(2), "name": "first"}),
+        ObjectNode(1, "T", 2, {"points": Ref(3), "nested": {"deep": Ref(4)}, "up": Ref(0)}),
+        ObjectNode(8, "Small", 1, {"i": 1}),
     ]
-    arrays = [
-        ArrayNode(2, np.zeros(1), "T/points"),
-        ArrayNode(3, np.zeros(1), "T/points"),
-        ArrayNode(4, np.zeros(1), "T/deep"),
-        ArrayNode(5, np.zeros(1), None),
-        ArrayNode(6, np.zeros(1), "U/x"),
-        ArrayNode(7, np.zeros(1), "U/x"),
-    ]
-    paths = ArrayPaths(Graph(None, nodes, arrays))
-    got = [paths.path_for(array) for array in arrays]
-    assert got == [
-        "/arrays/T_0/points",
-        "/arrays/T_1/points",
-        "/arrays/T_1/deep",
-        "/arrays/array_5",
-        "/arrays/U_x",
-        "/arrays/U_x~7",
-    ]
+    arrays = [ArrayNode(i, np.zeros(1)) for i in (2, 3, 4, 5, 6)]
+    root = {"a": Ref(0), "b": Ref(1), "list": [Ref(5), Ref(8)], "ngser": Ref(6), "s": Ref(8), "again": Ref(2)}
+    names = Names(Graph(root, nodes, arrays), {2, 3, 4, 5, 6})
+    paths = [names.path(i) for i in (2, 3, 4, 5, 6)]
+    assert paths == ["/again", "/b/points", "/b/nested/deep", "/list/0", "/ngser~2"]  # the shortest name
+    groups = dict(names.groups)
+    assert list(groups) == ["/", "/a", "/b", "/list", "/b/nested"]  # parents first; none for Small
+    assert groups["/a"] == {"type": "T", "version": 1, "id": 0, "name": "first"}
+    assert groups["/b"] == {"type": "T", "version": 2, "id": 1} and groups["/b/nested"] == {}
+    assert sorted(names.links) == [("/a/child", "/b"), ("/a/points", "/again"), ("/b/up", "/a")]
+
+
+def test_names_with_a_group_of_links_only_and_deep_chains() -> None:
+    """A group that holds only links exists when something links to it; chains deeper than
+    MAX_NAME_DEPTH put their arrays under /arrays instead of making paths without end."""
+    nodes = [ObjectNode(0, "M", 1, {"points": Ref(9)}), ObjectNode(1, "X", 1, {"mesh": Ref(0)})]
+    names = Names(Graph({"m": Ref(0), "x": Ref(1), "y": Ref(1)}, nodes, [ArrayNode(9, np.zeros(1))]), {9})
+    assert [path for path, _ in names.groups] == ["/", "/m", "/x"]
+    assert sorted(names.links) == [("/x/mesh", "/m"), ("/y", "/x")]
+    depth = MAX_NAME_DEPTH + 5
+    chain = [ObjectNode(i, "L", 1, {"next": Ref(i + 1)}) for i in range(depth)]
+    chain.append(ObjectNode(depth, "L", 1, {"values": Ref(1000)}))
+    names = Names(Graph(Ref(0), chain, [ArrayNode(1000, np.zeros(1))]), {1000})
+    assert names.path(1000) == "/arrays/1000"
+
+
+def test_root_array_and_shared_names_load_back(tmp_path: Path) -> None:
+    path = tmp_path / "r.h5"
+    ngser.save(np.arange(INLINE_LIMIT), path)
+    with h5py.File(path, "r") as file:
+        np.testing.assert_array_equal(file["data"][...], np.arange(INLINE_LIMIT))
+    ngser.save({"VTKHDF": np.arange(3)}, path)  # the name ParaView's view takes (ngser.save(..., vtk=True))
+    with h5py.File(path, "r") as file:
+        assert list(file) == ["VTKHDF~2", "ngser"]
+    mesh, u, v = _sample()
+    ngser.save({"ngser": mesh, "runs": [{"u": u}, {"v": v}], "u": u, 7: v}, path)
+    with h5py.File(path, "r") as file:
+        assert file["ngser~2/points"] == file["runs/0/u/mesh/points"] == file["u/mesh/points"]
+        assert file["runs/1/v"] == file["7"]
+    out = ngser.load(path)
+    assert out["u"] is out["runs"][0]["u"] and out[7].mesh is out["ngser"]
 
 
 DIRECT_DTYPES = ["<f8", ">f8", "<f4", "<f2", "<i8", ">i4", "<u2", "|i1", "|u1", "<c16", ">c8", "|b1", "<M8[s]", "<U3"]
@@ -291,7 +323,7 @@ def test_arrays_written_at_their_dataset_offsets_read_back_with_plain_h5py(tmp_p
     path = tmp_path / "direct.h5"
     ngser.save(arrays, path)
     with h5py.File(path, "r") as file:
-        datasets = [file["arrays"][name] for name in sorted(file["arrays"])]
+        datasets = [file[name] for name in sorted(arrays)]
         for dataset in datasets:
             assert dataset.id.get_create_plist().get_layout() == h5py.h5d.CONTIGUOUS
             if "dtype" not in dataset.attrs:  # HDF5 has the type: h5py reads the values themselves

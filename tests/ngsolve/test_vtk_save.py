@@ -58,7 +58,7 @@ def test_the_saved_file_opens_in_vtk_with_the_fields_at_the_nodes(
     assert node_error(grid, "c_real", state["c"].real, mesh) <= TOL
     assert node_error(grid, "c_imag", state["c"].imag, mesh) <= TOL
     with h5py.File(path, "r") as f:
-        assert set(f) == {"ngser", "arrays", "VTKHDF"} and "Steps" not in f["VTKHDF"]
+        assert set(f) == {"ngser", "fields", "c", "mesh", "VTKHDF"} and "Steps" not in f["VTKHDF"]
     # the same file is an ngser file: the format is recognised from its first bytes, whatever its name
     loaded = ngser.load(path)
     assert loaded["t"] == 0.5

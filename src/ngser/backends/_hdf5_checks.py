@@ -62,6 +62,9 @@ _EFL_OR_PIPELINE = (1 << _EFL_MESSAGE) | (1 << _PIPELINE_MESSAGE)
 _TRUST = "if you trust the file, rewrite it with the data inside it (e.g. h5repack -l CONTI) and load the copy"
 
 
+#: At most this many top-level groups are kept open (a root dict's keys are top-level groups).
+_OPEN_GROUPS = 64
+
 #: The only "file" an external link could lead HDF5 to: empty, so not an HDF5 file (kept alive here,
 #: since HDF5 holds it by pointer in the file access property list).
 _EMPTY = io.BytesIO()
@@ -87,7 +90,7 @@ class Inspector:
         self.fid, self.source, self.limits = file.id, source, limits
         self.size = int(self.fid.get_filesize())
         self._root = h5g.open(self.fid, b"/")
-        self._groups: dict[str, Any] = {}  # top-level groups, kept open: "/ngser", "/arrays"
+        self._groups: dict[str, Any] = {}  # top-level groups, kept open: "/ngser", the first others
         self._objects: dict[int, str] = {}  # object header address -> the path it was opened by
         self._extents: list[tuple[int, int, str]] = []  # (start, end, what) of stored bytes
         self._excess = 0  # bytes of arrays beyond the expansion ratio so far
@@ -120,7 +123,8 @@ class Inspector:
             if base is None:
                 self._hard_link(self._root, names[0], top, path, where)
                 base = self._open(self._root, names[0], top, where, group=True)
-                self._groups[top] = base
+                if len(self._groups) < _OPEN_GROUPS:
+                    self._groups[top] = base
             if len(parts) == 1:
                 return base, -1
             first = 1

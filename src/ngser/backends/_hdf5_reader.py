@@ -107,8 +107,17 @@ def _entry(row: Any, source: str) -> ArrayEntry:
         pass
     elif kind in (layout.KIND_NATIVE, layout.KIND_RAW) and isinstance(location, str):
         entry.where += f" ({location})"
-        if not location.startswith(layout.ARRAYS + "/"):
-            raise FormatError(f"{entry.where}: ngser stores array datasets under {layout.ARRAYS}; the file is damaged")
+        parts = location.split("/")
+        if (
+            parts[0]
+            or not all(parts[1:])
+            or parts[1] == layout.GROUP.lstrip("/")
+            or len(parts) > layout.MAX_NAME_DEPTH + 2
+        ):
+            raise FormatError(
+                f"{entry.where}: ngser stores array datasets at absolute paths outside {layout.GROUP}, at most "
+                f"{layout.MAX_NAME_DEPTH + 1} names deep; the file is damaged"
+            )
     else:
         raise FormatError(f"{entry.where}: unknown storage kind {kind!r}; the file is damaged or newer than ngser")
     return entry

@@ -8,29 +8,29 @@ The fixed part of the layout (see ``docs/format.md``)::
     /ngser/nodes/type      uint32 (n,): index into /ngser/types
     /ngser/nodes/version   int64 (n,): serializer versions
     /ngser/types           fixed-width UTF-8 strings: the distinct type names
-    /ngser/packed          uint8: the bytes of the small arrays, back to back (if any)
-    /arrays/...            one dataset per large (or named) array
+    /ngser/packed          uint8: the bytes of small arrays beyond the dataset budget (if any)
 
-Array datasets get readable paths from :class:`ArrayPaths`:
-``/arrays/<type>_<owner id>/<key>`` for an array labelled ``<type>/<key>`` found in the
-state of object ``<owner id>`` (``/arrays/ngsolve.Mesh_0/points``), ``/arrays/array_<id>``
-for an unlabelled array, ``/arrays/<type>_<key>`` when the owner is not found. A name
-already taken gets ``~<array id>`` appended. ``%`` and ``/`` in names are written ``%25``
-and ``%2F``; a name ``.`` is written ``%2E``.
+Everything else is the user's names (:class:`Names`): ``ngser.save({"u": gfu}, "x.h5")``
+stores the GridFunction's values at ``/u/values`` and its mesh's points at
+``/u/space/mesh/ngmesh/points``, each group marked with the ``type``, ``version`` and ``id``
+of the object it stands for. Files of ngser 0.1 kept array datasets under ``/arrays`` with
+paths made of type names and node ids; readers take every location from the array table,
+so both load.
 
->>> paths = ArrayPaths(graph)
->>> paths.path_for(graph.arrays[0])
-'/arrays/ngsolve.Mesh_0/points'
+>>> names = Names(graph, {array.id for array in graph.arrays})
+>>> names.path(graph.arrays[0].id)
+'/u/values'
 """
 
 from __future__ import annotations
 
+import collections
 import zlib
 from typing import Any
 
 import numpy as np
 
-from ..graph import ArrayNode, Graph
+from ..graph import Graph, PairsDict, Ref
 
 __all__ = [
     "ROW",
@@ -47,7 +47,9 @@ __all__ = [
     "TYPES",
     "PACKED",
     "ARRAYS",
-    "ArrayPaths",
+    "MAX_NAME_DEPTH",
+    "ROOT_ARRAY",
+    "Names",
     "quote_name",
 ]
 
@@ -87,48 +89,178 @@ def header_crc(writers: bytes, ngser: bytes) -> int:
 
 
 def quote_name(name: str) -> str:
-    """``name`` as one HDF5 link name: no ``/``, never ``.`` or empty."""
-    name = name.replace("%", "%25").replace("/", "%2F")
-    if name in ("", "."):
-        return "%2E" if name == "." else "%00"
-    return name
+    """``name`` as one HDF5 link name: no ``/`` or NUL, never ``.``, ``..`` or empty, valid UTF-8.
+
+    >>> quote_name("a/b%c"), quote_name(".."), quote_name("")
+    ('a%2Fb%25c', '%2E%2E', '%00')
+    """
+    name = name.replace("%", "%25").replace("/", "%2F").replace("\0", "%00")
+    if name in ("", ".", ".."):
+        return name.replace(".", "%2E") or "%00"
+    return _utf8(name)
 
 
-class ArrayPaths:
-    """Hands out unique, readable dataset paths for the arrays of one graph."""
+def _utf8(text: str) -> str:
+    """``text``, with lone surrogates (of text decoded with ``surrogateescape``) as ``\\udcff``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
-    def __init__(self, graph: Graph) -> None:
-        self._owners = graph.array_owners()
-        self._used: dict[str, set[str]] = {}  # group name ("" for /arrays) -> names taken in it
-        self._groups: dict[str, str] = {}  # owner group name -> the name it got
 
-    def path_for(self, array: ArrayNode) -> str:
-        """The dataset path of ``array`` (each call reserves the path it returns)."""
-        label = array.label
-        if label:
-            type_name, _, key = label.partition("/")
-            if not type_name:  # an array under a key of the root dict
-                return self._claim(None, quote_name(key), array.id)
-            owner = self._owners.get(array.id)
-            if owner is not None and owner[1] == key:
-                return self._claim(f"{quote_name(type_name)}_{owner[0]}", quote_name(key), array.id)
-            return self._claim(None, f"{quote_name(type_name)}_{quote_name(key)}", array.id)
-        return self._claim(None, f"array_{array.id}", array.id)
+#: The name tree goes this many groups deep at most; arrays below get a path under ``/arrays``.
+MAX_NAME_DEPTH = 32
+#: The name of the dataset of an array that is the root value itself (``ngser.save(array, path)``).
+ROOT_ARRAY = "data"
+#: Top-level names kept for ngser: its node table, and the ParaView view ``ngser.save(..., vtk=True)``
+#: adds; a root dict key ``ngser`` becomes ``ngser~2``.
+RESERVED = frozenset({GROUP.lstrip("/"), "VTKHDF"})
+_ATOMIC = frozenset({type(None), bool, int, float, complex, str, bytes})
 
-    def _claim(self, group: str | None, name: str, array_id: int) -> str:
-        top = self._used.setdefault("", set())
-        if group is None:
-            if name in top:
-                name = f"{name}~{array_id}"
-            top.add(name)
-            return f"{ARRAYS}/{name}"
-        resolved = self._groups.get(group)
-        if resolved is None:  # a new owner group; its name may be taken by a dataset
-            resolved = group if group not in top else f"{group}~{array_id}"
-            self._groups[group] = resolved
-            top.add(resolved)
-        used = self._used.setdefault(resolved, set())
+
+class Names:
+    """The user-name tree of one graph: where each array with a dataset lives, which groups lead
+    to them (with the attributes of the objects they stand for), and the hard links that give a
+    shared object or array each of its other names.
+
+    Names are the keys of the root dict and the state keys on the way down (the positions in
+    lists, tuples and sets, the keys of other dicts as text), each made one HDF5 link name by
+    :func:`quote_name`; a name taken twice in one group gets ``~2``, ``~3``, ... appended.
+    Objects and arrays are named where a breadth-first walk from the root meets them first, so
+    an object gets its shortest path; every later meeting is a hard link to it. Only groups with
+    an array dataset somewhere below them exist: small objects without arrays stay in the node
+    table alone. ``stored`` holds the ids of the arrays that get datasets.
+
+    >>> names = Names(graph, {3})            # root {"u": Ref(0)}, node 0 {"values": Ref(3)}
+    >>> names.path(3), [path for path, _ in names.groups]
+    ('/u/values', ['/u'])
+    """
+
+    def __init__(self, graph: Graph, stored: set[int]) -> None:
+        self._stored = stored
+        self._nodes: dict[int, tuple[str, int, Any]] = {}
+        if stored:
+            self._nodes = {nid: (name, version, state) for nid, name, version, state in graph.node_tuples()}
+        self._placed: dict[int, str] = {}  # node or array id -> its first path
+        self._attrs: dict[str, dict[str, Any]] = {"": {}}  # group path -> attributes, in walk order
+        self._datasets: dict[int, str] = {}  # array id -> dataset path
+        self._links: list[tuple[str, str]] = []  # (link path, target path)
+        self._used: dict[str, set[str]] = {"": set(RESERVED)}  # group path -> names taken in it
+        self._unnamed: str | None = None
+        if stored:
+            self._walk(graph.root)
+        for array in graph.arrays:  # stored arrays the walk did not name (too deep, unreachable)
+            if array.id in stored and array.id not in self._datasets:
+                self._datasets[array.id] = self._claim(self._fallback(), str(array.id))
+        self.groups, self.links = self._needed()
+
+    def path(self, array_id: int) -> str:
+        """The dataset path of the array ``array_id`` (one of ``stored``)."""
+        return self._datasets[array_id]
+
+    # -- the walk ------------------------------------------------------------------------------
+    def _walk(self, root: Any) -> None:
+        if type(root) is Ref and root.id in self._stored:  # the root value is an array
+            root_path = self._claim("", ROOT_ARRAY)
+            self._datasets[root.id] = self._placed[root.id] = root_path
+            return
+        queue: collections.deque[tuple[Any, str, int]] = collections.deque([(root, "", 0)])
+        while queue:
+            value, path, depth = queue.popleft()
+            if type(value) is Ref:
+                value = self._place(value.id, path)
+                if value is None:
+                    continue
+            if depth >= MAX_NAME_DEPTH:
+                continue
+            self._attrs.setdefault(path, {})
+            for name, child in _named_children(value):
+                if type(child) in _ATOMIC or (type(child) is Ref and not self._known(child.id)):
+                    continue
+                queue.append((child, self._claim(path, quote_name(name)), depth + 1))
+
+    def _known(self, ref_id: int) -> bool:
+        return ref_id in self._stored or ref_id in self._nodes
+
+    def _place(self, ref_id: int, path: str) -> Any:
+        """Name the array or node ``ref_id`` ``path`` (or link ``path`` to its first name); the
+        state to walk next, or ``None``."""
+        if not self._known(ref_id):  # a reference to nothing (a hand-made graph): no name
+            return None
+        first = self._placed.get(ref_id)
+        if first is not None:
+            self._links.append((path, first))
+            return None
+        self._placed[ref_id] = path
+        if ref_id in self._stored:
+            self._datasets[ref_id] = path
+            return None
+        type_name, version, state = self._nodes[ref_id]
+        attrs: dict[str, Any] = {"type": _utf8(type_name), "version": version, "id": ref_id}
+        if type(state) is dict and type(state.get("name")) is str:
+            attrs["name"] = _utf8(state["name"])
+        self._attrs[path] = attrs
+        return state
+
+    def _claim(self, group: str, name: str) -> str:
+        used = self._used.setdefault(group, set())
         if name in used:
-            name = f"{name}~{array_id}"
+            suffix = 2
+            while f"{name}~{suffix}" in used:
+                suffix += 1
+            name = f"{name}~{suffix}"
         used.add(name)
-        return f"{ARRAYS}/{resolved}/{name}"
+        return f"{group}/{name}"
+
+    def _fallback(self) -> str:
+        """The group of the arrays the walk did not name (made on first use)."""
+        if self._unnamed is None:
+            self._unnamed = self._claim("", ARRAYS.lstrip("/"))
+            self._attrs[self._unnamed] = {}
+        return self._unnamed
+
+    # -- which groups and links are made -------------------------------------------------------
+    def _needed(self) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, str]]]:
+        """The groups with a dataset below them (parents first) and the links to datasets or to
+        such groups; a group that holds only links is needed if a link it holds is."""
+        needed: set[str] = {""}
+        kept: list[tuple[str, str]] = []
+        waiting: dict[str, list[tuple[str, str]]] = {}
+        datasets = set(self._datasets.values())
+        stack = [path.rpartition("/")[0] for path in datasets]
+        for link in self._links:
+            if link[1] in datasets:
+                kept.append(link)
+                stack.append(link[0].rpartition("/")[0])
+            else:
+                waiting.setdefault(link[1], []).append(link)
+        while stack:
+            path = stack.pop()
+            if path in needed:
+                continue
+            needed.add(path)
+            stack.append(path.rpartition("/")[0])
+            for link in waiting.pop(path, ()):
+                kept.append(link)
+                stack.append(link[0].rpartition("/")[0])
+        groups = [(path or "/", attrs) for path, attrs in self._attrs.items() if path in needed]
+        return groups, kept
+
+
+def _named_children(value: Any) -> list[tuple[Any, Any]]:
+    """``(name, child)`` inside a graph value: dict keys (as text), positions elsewhere."""
+    t = type(value)
+    if t is dict:
+        return [(key if type(key) is str else str(key), child) for key, child in value.items()]
+    if t is PairsDict:
+        return [(_key_name(key, i), child) for i, (key, child) in enumerate(value.pairs)]
+    if t in (list, tuple, set, frozenset):
+        return [(str(i), child) for i, child in enumerate(value)]
+    return []
+
+
+def _key_name(key: Any, position: int) -> str:
+    if type(key) is bytes:
+        return key.decode("utf-8", "backslashreplace")
+    return str(key) if type(key) in _ATOMIC else str(position)
