@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pty
+import re
 import subprocess
 import sys
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import numpy as np
 import pytest
 
 import ngser
+from ngser._progress import INTERVAL, Progress
 from ngser.cli import main
 
 
@@ -137,11 +141,13 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
         os.close(leader)
     shown = b"".join(chunks).decode()
     assert process.returncode == 0
-    assert "\r" in shown and "100% of 48.0 MB" in shown
+    assert "\r" in shown and f"reading {tmp_path / 'big.pkl'} ..." in shown
+    assert f"writing {tmp_path / 'big.h5'} [" in shown and "of 48.0 MB" in shown
+    assert f"syncing {tmp_path / 'big.h5'} to disk ..." in shown
     assert ngser.read_graph(tmp_path / "big.h5") == ngser.read_graph(tmp_path / "big.pkl")
 
 
-@pytest.mark.parametrize("suffix", [".msgpack", ".h5"])
+@pytest.mark.parametrize("suffix", [".msgpack", ".h5", ".pkl"])
 def test_verify_holds_one_array_at_a_time(tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Formats with an index are verified array by array: the peak is about the largest array."""
     size = 16 * 2**20
@@ -157,6 +163,41 @@ def test_verify_holds_one_array_at_a_time(tmp_path: Path, suffix: str, capsys: p
     assert peak < 2 * size, f"verifying 6 arrays of {size} bytes allocated {peak} bytes at once"
 
 
+@pytest.mark.parametrize("suffix", [".msgpack", ".h5", ".pkl"])
+def test_info_reads_no_array(tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / f"many{suffix}"
+    ngser.save({"u": [np.full(2**20, float(i)) for i in range(6)]}, path)  # 48 MB
+    tracemalloc.start()
+    try:
+        status = main(["info", str(path)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert status == 0 and "6, 50.3 MB" in capsys.readouterr().out
+    assert peak < 4 * 2**20, f"ngser info of a 48 MB file allocated {peak} bytes"
+
+
+def test_progress_shows_the_bytes_on_disk_while_a_file_grows(tmp_path: Path) -> None:
+    """The bar follows the file being written, not the arrays handed to the writer."""
+    stream = io.StringIO()
+    progress = Progress(stream, enabled=True)
+    path = tmp_path / "growing.bin"
+    chunk = os.urandom(1 << 20)
+    with progress.watching(str(path), "writing x", total=4 << 20):
+        with open(path, "wb") as out:
+            for _ in range(4):
+                out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+                time.sleep(5 * INTERVAL)
+    shares = [int(m) for m in re.findall(r"\]\s+(\d+)%", stream.getvalue())]
+    assert shares[0] == 0 and shares[-1] == 99 and shares == sorted(shares)
+    assert any(20 <= share <= 80 for share in shares), shares
+    assert "4.2 MB of 4.2 MB" in stream.getvalue()
+    progress.finish()
+    assert stream.getvalue().endswith("\r\033[K")
+
+
 def test_convert_says_what_it_wrote(sample: Path, tmp_path: Path) -> None:
     target = tmp_path / "out.msgpack"
     result = run("convert", str(sample), str(target))
@@ -165,12 +206,13 @@ def test_convert_says_what_it_wrote(sample: Path, tmp_path: Path) -> None:
     assert "on disk" in result.stdout
 
 
-def test_verify_reports_every_damaged_part(tmp_path: Path) -> None:
-    path = tmp_path / "two.msgpack"
-    ngser.save([np.arange(1000.0), np.ones(1000)], path)
+@pytest.mark.parametrize("suffix", [".msgpack", ".pkl"])
+def test_verify_reports_every_damaged_part(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"two{suffix}"
+    ngser.save([np.arange(10_000.0), np.ones(10_000)], path)  # arrays a pickle keeps in the file when lazy
     data = bytearray(path.read_bytes())
-    first = data.find(np.arange(1000.0).tobytes()[800:816])
-    second = data.find(np.ones(1000).tobytes()[:16], first + 16)
+    first = data.find(np.arange(10_000.0).tobytes()[800:816])
+    second = data.find(np.ones(10_000).tobytes()[:16], first + 16)
     assert first > 0 and second > first
     data[first] ^= 0xFF
     data[second + 100] ^= 0xFF

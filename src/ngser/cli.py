@@ -22,25 +22,24 @@ import argparse
 import os
 import re
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
 from ._export import command as export_command
+from ._progress import Progress
+from ._progress import size_text as _size
 from ._version import __version__
-from .api import read_graph, read_graph_lazily, sniff_file, write_graph
-from .backends import format_for_path
+from .api import read_graph_lazily, sniff_file
+from .atomic import atomic_write
+from .backends import format_for_path, get_backend
 from .errors import NgserError, shown
 from .graph import ArrayNode, Graph, Kind, ObjectNode, items, iter_refs, kind_of
 from .serializers.ngsolve.text import TREE_NODE, expression_texts
 
-__all__ = ["main", "describe", "Progress"]
-
-#: ``convert`` shows a progress bar (on a terminal) when the arrays hold more bytes than this.
-PROGRESS_THRESHOLD = 32 << 20
+__all__ = ["main", "describe"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -289,88 +288,34 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n} B"  # pragma: no cover
-
-
 # -- convert -----------------------------------------------------------------------------
 def _convert(args: argparse.Namespace) -> int:
     fmt = args.format or format_for_path(args.dst)
     options = {"compression": args.compression} if args.compression else {}
     if os.path.abspath(args.src) == os.path.abspath(args.dst):
         raise NgserError(f"{args.dst}: is the source file; give another name to convert to")
-    show = sys.stderr.isatty()
-    if show:
-        print(f"reading {args.src} ...", end="", file=sys.stderr, flush=True)
-    graph = read_graph(args.src)
-    progress = Progress(sys.stderr, f"writing {args.dst}", sum(a.nbytes for a in graph.arrays))
-    if show and progress.total >= PROGRESS_THRESHOLD:
-        graph.arrays = [_ProgressArray(a, progress) for a in graph.arrays]
-    elif show:
-        print("\r\033[K", end="", file=sys.stderr)
+    backend = get_backend(fmt)
+    backend.check_options(options)
+    progress = Progress(sys.stderr)
+    progress.phase(f"reading {args.src}")
+    graph, close = read_graph_lazily(args.src)  # arrays are read (and checked) as the writer takes them
+    total = sum(a.nbytes for a in graph.arrays)
+
+    def write(temp: str) -> None:
+        with progress.watching(temp, f"writing {args.dst}", total):
+            backend.write_path(graph, temp, **options)
+        progress.phase(f"syncing {args.dst} to disk")
+
     try:
-        write_graph(graph, args.dst, format=fmt, **options)  # type: ignore[arg-type]
+        atomic_write(args.dst, write)
     finally:
-        if progress.started:
-            progress.finish()
+        close()
+        progress.finish()
     print(
         f"wrote {args.dst} ({fmt}, {graph.node_count} objects, {len(graph.arrays)} arrays of "
-        f"{_size(progress.total)}; {_size(os.path.getsize(args.dst))} on disk)"
+        f"{_size(total)}; {_size(os.path.getsize(args.dst))} on disk)"
     )
     return 0
-
-
-class Progress:
-    """A one-line progress bar on ``stream`` (a terminal), redrawn with ``\\r``."""
-
-    def __init__(self, stream: TextIO, what: str, total: int) -> None:
-        self.stream, self.what, self.total = stream, what, total
-        self.done = 0
-        self.started = False
-        self._last = 0.0
-
-    def advance(self, nbytes: int) -> None:
-        self.started = True
-        self.done += nbytes
-        now = time.monotonic()
-        if now - self._last >= 0.1:
-            self._last = now
-            self.draw()
-
-    def draw(self) -> None:
-        share = self.done / self.total if self.total else 1.0
-        bar = "#" * int(share * 30)
-        self.stream.write(f"\r\033[K{self.what} [{bar:<30}] {share:4.0%} of {_size(self.total)}")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        self.done = self.total
-        self.draw()
-        self.stream.write("\n")
-        self.stream.flush()
-
-
-class _ProgressArray(ArrayNode):
-    """An array node that advances the progress bar by its own bytes when a backend first
-    loads it to write it (so the bar counts arrays as they are handed to the writer)."""
-
-    __slots__ = ("_pending", "_progress")
-
-    def __init__(self, array: ArrayNode, progress: Progress) -> None:
-        super().__init__(array.id, array.data, array.label)
-        self._progress = progress
-        self._pending = True
-
-    def load(self) -> np.ndarray:
-        data = super().load()
-        if self._pending:
-            self._pending = False
-            self._progress.advance(self.nbytes)
-        return data
 
 
 # -- verify ------------------------------------------------------------------------------

@@ -36,8 +36,8 @@ import numpy as np
 
 from ..errors import FormatError, UnsafeLoadError
 from ..graph import FORMAT_VERSION, ArrayNode, Graph
-from . import DEFAULT_LIMITS, Limits, PathLike, StreamBackend
-from ._arrays import ArrayEntry
+from . import DEFAULT_LIMITS, Limits, PathLike, StreamBackend, _nothing
+from ._arrays import ArrayEntry, LazyArray
 from ._checksum import crc32, crc32_async
 from ._codec import check_format, checked_flat, pack_value_document, unpack_value_document
 
@@ -47,6 +47,8 @@ TAG = "ngser.graph"
 PROTOCOL = 5
 #: The array table's row layout (format version 1); the bytes are the outer tuple's buffers.
 ROW = ("id", "dtype", "shape", "fortran", "crc", "label")
+#: Payloads of at least this many bytes stay in the file until loaded when a file is opened lazily.
+LAZY_BYTES = 1 << 16
 
 
 #: The globals an untrusted load may resolve: none. ngser's pickles hold only tuples, bytes and
@@ -102,6 +104,22 @@ class _BoundedReader:
         self._left -= len(line)
         return line
 
+    def skip(self, n: int) -> int:
+        """Move ``n`` bytes (at most those left) past the current position, which is returned."""
+        start = self._stream.tell()
+        self._stream.seek(n, os.SEEK_CUR)
+        self._left -= n
+        return start
+
+
+class _Span:
+    """Where a payload the lazy reader skipped lies in the file: ``size`` bytes at ``offset``."""
+
+    __slots__ = ("offset", "size")
+
+    def __init__(self, offset: int, size: int) -> None:
+        self.offset, self.size = offset, size
+
 
 class RestrictedUnpickler(pickle._Unpickler):
     """Reads the small outer tuple with the pure-Python unpickler: its memo is a dict (a damaged
@@ -115,9 +133,9 @@ class RestrictedUnpickler(pickle._Unpickler):
     readinto: Callable[[Any], int]
     append: Callable[[Any], None]
 
-    def __init__(self, reader: _BoundedReader, *, source: str, buffers: Any) -> None:
+    def __init__(self, reader: _BoundedReader, *, source: str, buffers: Any, lazy: bool = False) -> None:
         super().__init__(reader, buffers=buffers)
-        self._reader, self._source = reader, source
+        self._reader, self._source, self._lazy = reader, source, lazy
 
     def find_class(self, module: str, name: str) -> Any:
         found = ALLOWED_GLOBALS.get((module, name))
@@ -146,6 +164,9 @@ class RestrictedUnpickler(pickle._Unpickler):
             if len(data) != size:
                 raise FormatError(f"{self._source}: the pickle is truncated")
             self.append(data)
+            return
+        if self._lazy and size >= LAZY_BYTES and self._unframer.current_frame is None:
+            self.append(_Span(self._reader.skip(size), size))  # a large array, read when it is loaded
             return
         buffer = np.empty(size, np.uint8).data  # not zero-filled: readinto writes every byte
         if size and self._readinto(buffer) != size:
@@ -259,6 +280,13 @@ class PickleBackend(StreamBackend):
     def read(self, stream: IO[bytes], size: int, source: str, limits: Limits = DEFAULT_LIMITS) -> Graph:
         return self._read(stream, size, source, None)
 
+    def open_lazy(self, path: PathLike, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Graph, Callable[[], None]]:
+        """The graph with arrays of 64 KiB or more left in the file: each is read (and checked)
+        when loaded, so ``ngser info`` and ``verify`` of a 10 GB pickle hold one array at a time."""
+        source = os.fspath(path)
+        with open(source, "rb") as stream:
+            return self._read(stream, os.fstat(stream.fileno()).st_size, source, None, lazy=True), _nothing
+
     def read_frames(self, frames: list[Any], source: str = "<frames>") -> Graph:
         """The graph of :meth:`write_frames` output. Writable array frames become the arrays'
         memory without a copy; read-only ones are copied."""
@@ -281,10 +309,12 @@ class PickleBackend(StreamBackend):
             raise FormatError("a pickle in ngser's layout that holds objects ngser never writes; it is damaged")
         return obj
 
-    def _read(self, stream: IO[bytes], size: int, source: str, buffers: list[memoryview] | None) -> Graph:
+    def _read(
+        self, stream: IO[bytes], size: int, source: str, buffers: list[memoryview] | None, lazy: bool = False
+    ) -> Graph:
         reader = _BoundedReader(stream, size, source)
         try:
-            doc = RestrictedUnpickler(reader, source=source, buffers=buffers).load()
+            doc = RestrictedUnpickler(reader, source=source, buffers=buffers, lazy=lazy).load()
         except (FormatError, UnsafeLoadError):
             raise
         except MemoryError as exc:
@@ -296,10 +326,26 @@ class PickleBackend(StreamBackend):
                 f"{source}: a pickle, but not one written by ngser; load it with trusted=True (it may run code) "
                 "if you trust where it came from"
             )
-        return _graph(doc, source)
+        return _graph(doc, source, _SpanReader(source) if lazy else None)
 
 
-def _graph(doc: tuple[Any, ...], source: str) -> Graph:
+class _SpanReader:
+    """Reads the payload of a lazily opened file's array (at its entry's ``location``, the file
+    offset of its :class:`_Span`), not checked yet."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def __call__(self, entry: ArrayEntry) -> np.ndarray[Any, Any]:
+        buffer = np.empty(entry.nbytes, np.uint8)
+        with open(self.source, "rb") as stream:
+            stream.seek(int(entry.location))
+            if entry.nbytes and stream.readinto(buffer.data) != entry.nbytes:
+                raise FormatError(f"{entry.where}: the file is truncated")
+        return buffer
+
+
+def _graph(doc: tuple[Any, ...], source: str, spans: _SpanReader | None = None) -> Graph:
     _, version, inner, inner_crc, buffers = doc
     check_format(version, source)
     if not isinstance(inner, bytes) or zlib.crc32(inner) != inner_crc:
@@ -313,19 +359,28 @@ def _graph(doc: tuple[Any, ...], source: str) -> Graph:
     flat = checked_flat(flat, source)
     if not isinstance(table, list) or not isinstance(buffers, list) or len(table) != len(buffers):
         raise FormatError(f"{source}: the array table is damaged")
-    held = [buffer for buffer in buffers if _is_buffer(buffer) and memoryview(buffer).nbytes]  # b"" is one object
+    held = [buffer for buffer in buffers if _is_buffer(buffer) and _size(buffer)]  # b"" is one object
     if len({id(buffer) for buffer in held}) != len(held):
         raise FormatError(f"{source}: two array entries share one buffer; the file is damaged")
-    arrays = [_array(ArrayEntry.parse(row, ROW, source), buffer) for row, buffer in zip(table, buffers)]
+    arrays = [_array(ArrayEntry.parse(row, ROW, source), buffer, spans) for row, buffer in zip(table, buffers)]
     meta = {"ngser": header.get("ngser"), "format": version}
     return Graph.from_flat(root, flat, arrays, header["writers"], meta)
 
 
+def _size(buffer: Any) -> int:
+    return buffer.size if isinstance(buffer, _Span) else memoryview(buffer).nbytes
+
+
 def _is_buffer(value: Any) -> bool:
-    return isinstance(value, (bytes, bytearray, memoryview, pickle.PickleBuffer))
+    return isinstance(value, (bytes, bytearray, memoryview, pickle.PickleBuffer, _Span))
 
 
-def _array(entry: ArrayEntry, buffer: Any) -> ArrayNode:
+def _array(entry: ArrayEntry, buffer: Any, spans: _SpanReader | None) -> ArrayNode:
+    if isinstance(buffer, _Span) and spans is not None:  # left in the file (open_lazy): read when loaded
+        if entry.nbytes != buffer.size:
+            raise FormatError(f"{entry.where}: {buffer.size} bytes do not hold {entry.shape} elements of {entry.dtype}")
+        entry.location = buffer.offset
+        return ArrayNode(entry.id, LazyArray(entry, spans), entry.label)
     if isinstance(buffer, pickle.PickleBuffer):
         buffer = buffer.raw()
     if not isinstance(buffer, (bytes, bytearray, memoryview)):
