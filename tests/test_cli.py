@@ -183,13 +183,12 @@ def test_progress_shows_the_bytes_on_disk_while_a_file_grows(tmp_path: Path) -> 
     progress = Progress(stream, enabled=True)
     path = tmp_path / "growing.bin"
     chunk = os.urandom(1 << 20)
-    with progress.watching(str(path), "writing x", total=4 << 20):
-        with open(path, "wb") as out:
-            for _ in range(4):
-                out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-                time.sleep(5 * INTERVAL)
+    with progress.watching(str(path), "writing x", total=4 << 20), open(path, "wb") as out:
+        for _ in range(4):
+            out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+            time.sleep(5 * INTERVAL)
     shares = [int(m) for m in re.findall(r"\]\s+(\d+)%", stream.getvalue())]
     assert shares[0] == 0 and shares[-1] == 99 and shares == sorted(shares)
     assert any(20 <= share <= 80 for share in shares), shares
