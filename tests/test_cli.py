@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import pty
 import re
 import subprocess
@@ -234,7 +235,23 @@ def test_messages_speak_in_the_command_lines_terms() -> None:
     from ngser.cli import _cli_terms
 
     assert (
-        _cli_terms("cannot tell the format; pass format='msgpack'") == "cannot tell the format; pass --format msgpack"
+        _cli_terms("cannot tell the format; pass format='msgpack', 'pickle' or 'hdf5'")
+        == "cannot tell the format; pass --format msgpack, pickle or hdf5"
     )
-    assert "--trusted" in _cli_terms("Pass trusted=True to ngser.load if you trust where the file came from")
-    assert "trusted=True" not in _cli_terms("Pass trusted=True to ngser.load if you trust it")
+    assert _cli_terms("Pass trusted=True to ngser.load if you trust it", "export") == "Pass --trusted if you trust it"
+    assert _cli_terms("not ngser's; load it with trusted=True", "convert") == "not ngser's; pass --trusted"
+    assert _cli_terms("Load it with trusted=True only", "info") == "Convert it with `ngser convert --trusted` only"
+    assert "trusted=True" not in _cli_terms("Pass trusted=True to ngser.load if you trust it", "verify")
+
+
+def test_convert_trusted_rewrites_a_foreign_pickle_as_an_ngser_file(tmp_path: Path) -> None:
+    src, dst = tmp_path / "plain.pkl", tmp_path / "plain.h5"
+    src.write_bytes(pickle.dumps({"a": np.arange(10.0), "n": [1, 2]}))
+    refused = run("convert", str(src), str(dst))
+    assert refused.returncode == 1 and "pass --trusted" in refused.stderr and not dst.exists()
+    info = run("info", str(src))
+    assert info.returncode == 1 and "ngser convert --trusted" in info.stderr and "trusted=True" not in info.stderr
+    done = run("convert", str(src), str(dst), "--trusted")
+    assert done.returncode == 0 and done.stdout.startswith(f"wrote {dst} (hdf5, ")
+    out = ngser.load(dst)
+    assert out["n"] == [1, 2] and (out["a"] == np.arange(10.0)).all()

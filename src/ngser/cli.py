@@ -23,7 +23,7 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,10 +32,11 @@ from ._export import command as export_command
 from ._progress import Progress
 from ._progress import size_text as _size
 from ._version import __version__
-from .api import read_graph_lazily, sniff_file
+from .api import encode, load, read_graph_lazily, sniff_file
 from .atomic import atomic_write
 from .backends import format_for_path, get_backend
-from .errors import NgserError, shown
+from .backends.pickle_format import ForeignPickleError
+from .errors import NgserError, UnsafeLoadError, shown
 from .graph import ArrayNode, Graph, Kind, ObjectNode, items, iter_refs, kind_of
 from .serializers.ngsolve.text import TREE_NODE, expression_texts
 
@@ -52,28 +53,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except NgserError as exc:
-        _error(str(exc))
+        _error(str(exc), args.command)
         return 1
     except KeyboardInterrupt:
-        _error("interrupted")
+        _error("interrupted", args.command)
         return 130
     except BrokenPipeError:
         return 0
     except Exception as exc:
         if os.environ.get("NGSER_DEBUG"):
             raise
-        _error(f"internal error ({type(exc).__name__}: {exc}); rerun with NGSER_DEBUG=1 to see the traceback")
+        _error(f"internal error ({type(exc).__name__}: {exc}); rerun with NGSER_DEBUG=1 to see the traceback", "")
         return 3
 
 
-def _error(message: str) -> None:
-    print(f"ngser: error: {_cli_terms(' '.join(message.split()))}", file=sys.stderr)
+def _error(message: str, command: str) -> None:
+    print(f"ngser: error: {_cli_terms(' '.join(message.split()), command)}", file=sys.stderr)
 
 
-def _cli_terms(message: str) -> str:
-    """A message's Python advice in the command line's terms (``--format``, ``--trusted``)."""
-    message = re.sub(r"\bformat='(\w+)'", r"--format \1", message)
-    return re.sub(r"\b[Pp]ass trusted=True(?: to ngser\.load)?", "pass --trusted (ngser export)", message)
+#: The commands that take ``--trusted`` (they load objects); the others read only ngser's own files.
+TRUSTING = ("convert", "export")
+_FORMATS = re.compile(r"\bformat='(\w+)'((?:, '\w+')*)(?:,? or '(\w+)')?")
+_TRUSTED = re.compile(r"\b(?:[Pp]ass|[Ll]oad it with) trusted=True(?: to ngser\.load)?")
+
+
+def _cli_terms(message: str, command: str = "convert") -> str:
+    """A message's Python advice in the terms of the command line's ``command``: ``--format``,
+    and ``--trusted`` where the command has it (``ngser convert --trusted`` elsewhere)."""
+
+    def formats(match: re.Match[str]) -> str:
+        others = match.group(2).replace("'", "")
+        last = f" or {match.group(3)}" if match.group(3) else ""
+        return f"--format {match.group(1)}{others}{last}"
+
+    def trusted(match: re.Match[str]) -> str:
+        advice = "pass --trusted" if command in TRUSTING else "convert it with `ngser convert --trusted`"
+        return advice.capitalize() if match.group(0)[0].isupper() else advice
+
+    return _TRUSTED.sub(trusted, _FORMATS.sub(formats, message))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,6 +112,12 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("dst")
     convert.add_argument("--format", choices=("msgpack", "pickle", "hdf5"), help="default: from DST's extension")
     convert.add_argument("--compression", choices=("gzip", "lzf"), help="compress the arrays (HDF5 only)")
+    convert.add_argument(
+        "--trusted",
+        action="store_true",
+        help="SRC may be a pickle ngser did not write (e.g. NGSolve's own): load it as pickle.load would, which "
+        "runs the code it names, and save its objects; only for files you trust",
+    )
     convert.set_defaults(run=_convert)
 
     verify = commands.add_parser("verify", help="check every checksum of one or more files")
@@ -298,7 +321,7 @@ def _convert(args: argparse.Namespace) -> int:
     backend.check_options(options)
     progress = Progress(sys.stderr)
     progress.phase(f"reading {args.src}")
-    graph, close = read_graph_lazily(args.src)  # arrays are read (and checked) as the writer takes them
+    graph, close = _source_graph(args.src, args.trusted)
     total = sum(a.nbytes for a in graph.arrays)
 
     def write(temp: str) -> None:
@@ -318,6 +341,17 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _source_graph(path: str, trusted: bool) -> tuple[Graph, Callable[[], None]]:
+    """The graph to convert: read lazily (arrays read and checked as the writer takes them), or
+    with ``trusted``, for a pickle ngser did not write, that of the objects it loads to."""
+    try:
+        return read_graph_lazily(path)
+    except (ForeignPickleError, UnsafeLoadError):
+        if not trusted:
+            raise
+    return encode(load(path, trusted=True)), lambda: None
+
+
 # -- verify ------------------------------------------------------------------------------
 def _verify(args: argparse.Namespace) -> int:
     status = 0
@@ -332,7 +366,7 @@ def _verify(args: argparse.Namespace) -> int:
         except NgserError as exc:
             damage, graph = [exc], None
         if damage:
-            messages = [" ".join(str(exc).split()) for exc in damage]
+            messages = [_cli_terms(" ".join(str(exc).split()), "verify") for exc in damage]
             messages = [m[len(path) + 2 :] if m.startswith(f"{path}: ") else m for m in messages]
             if len(messages) == 1:
                 print(f"{path}: FAILED: {messages[0]}")

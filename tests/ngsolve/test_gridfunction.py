@@ -106,3 +106,24 @@ def test_values_are_a_named_array(square):
     graph = ngser.encode(gfu)
     (values,) = [a for a in graph.arrays if a.label == "ngsolve.GridFunction/values"]
     np.testing.assert_array_equal(values.load(), _vec(gfu))
+
+
+def test_ngsolve_pickle_converted_by_the_command_line_when_trusted(tmp_path):
+    """`ngser convert native.pkl out.h5 --trusted` turns NGSolve's own pickle into a structured file."""
+    import pickle
+    import subprocess
+    import sys
+
+    mesh = ngsolve.Mesh(ngsolve.unit_square.GenerateMesh(maxh=0.3))
+    gfu = ngsolve.GridFunction(ngsolve.H1(mesh, order=2), name="temperature")
+    gfu.Set(x * y)
+    native, out = tmp_path / "native.pkl", tmp_path / "out.h5"
+    native.write_bytes(pickle.dumps({"u": gfu}))
+    command = [sys.executable, "-m", "ngser", "convert", str(native), str(out)]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "pass --trusted" in refused.stderr
+    done = subprocess.run([*command, "--trusted"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    loaded = ngser.load(out)["u"]
+    assert loaded.name == "temperature"
+    np.testing.assert_array_equal(_vec(loaded), _vec(gfu))
