@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import zlib
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -117,6 +118,7 @@ ROOT_ARRAY = "data"
 #: adds; a root dict key ``ngser`` becomes ``ngser~2``.
 RESERVED = frozenset({GROUP.lstrip("/"), "VTKHDF"})
 _ATOMIC = frozenset({type(None), bool, int, float, complex, str, bytes})
+_CONTAINERS = frozenset({list, tuple, set, frozenset})
 
 
 class Names:
@@ -139,9 +141,9 @@ class Names:
 
     def __init__(self, graph: Graph, stored: set[int]) -> None:
         self._stored = stored
-        self._nodes: dict[int, tuple[str, int, Any]] = {}
+        self._nodes: dict[int, tuple[str, int, Any]] = {}  # the nodes with a stored array below them
         if stored:
-            self._nodes = {nid: (name, version, state) for nid, name, version, state in graph.node_tuples()}
+            self._nodes = _leading_to(graph, stored)
         self._placed: dict[int, str] = {}  # node or array id -> its first path
         self._attrs: dict[str, dict[str, Any]] = {"": {}}  # group path -> attributes, in walk order
         self._datasets: dict[int, str] = {}  # array id -> dataset path
@@ -175,10 +177,11 @@ class Names:
             if depth >= MAX_NAME_DEPTH:
                 continue
             self._attrs.setdefault(path, {})
-            for name, child in _named_children(value):
-                if type(child) in _ATOMIC or (type(child) is Ref and not self._known(child.id)):
+            for key, child in _entries(value):
+                kind = type(child)
+                if kind in _ATOMIC or (kind is Ref and not self._known(child.id)):
                     continue
-                queue.append((child, self._claim(path, quote_name(name)), depth + 1))
+                queue.append((child, self._claim(path, quote_name(_name(key))), depth + 1))
 
     def _known(self, ref_id: int) -> bool:
         return ref_id in self._stored or ref_id in self._nodes
@@ -248,19 +251,83 @@ class Names:
         return groups, kept
 
 
-def _named_children(value: Any) -> list[tuple[Any, Any]]:
-    """``(name, child)`` inside a graph value: dict keys (as text), positions elsewhere."""
+def _entries(value: Any) -> Iterable[tuple[Any, Any]]:
+    """``(key, child)`` inside a graph value: a dict's ``str`` key, a position in a list, tuple or
+    set, ``(key, position)`` in a :class:`PairsDict`."""
     t = type(value)
     if t is dict:
-        return [(key if type(key) is str else str(key), child) for key, child in value.items()]
+        return value.items()  # type: ignore[no-any-return]
     if t is PairsDict:
-        return [(_key_name(key, i), child) for i, (key, child) in enumerate(value.pairs)]
+        return (((key, i), child) for i, (key, child) in enumerate(value.pairs))
     if t in (list, tuple, set, frozenset):
-        return [(str(i), child) for i, child in enumerate(value)]
-    return []
+        return enumerate(value)
+    return ()
 
 
-def _key_name(key: Any, position: int) -> str:
-    if type(key) is bytes:
-        return key.decode("utf-8", "backslashreplace")
-    return str(key) if type(key) in _ATOMIC else str(position)
+def _name(key: Any) -> str:
+    """The name of an entry from its key: as it is, as text, or its position for a key without
+    a short text form."""
+    t = type(key)
+    if t is str:
+        return key  # type: ignore[no-any-return]
+    if t is tuple:  # (key, position) of a PairsDict
+        key, position = key
+        if type(key) is bytes:
+            return key.decode("utf-8", "backslashreplace")
+        return str(key) if type(key) in _ATOMIC else str(position)
+    return str(key)
+
+
+def _leading_to(graph: Graph, stored: set[int]) -> dict[int, tuple[str, int, Any]]:
+    """``{id: (type name, version, state)}`` of the nodes from which a stored array can be reached.
+    One pass over the node table (children come before parents); a node that refers to one not
+    known to lead to an array yet waits on it, and is added if that one turns out to, so cycles
+    and any order of the table are handled in linear time."""
+    leading: dict[int, tuple[str, int, Any]] = {}
+    waiting: dict[int, list[tuple[int, tuple[str, int, Any]]]] = {}
+    for nid, name, version, state in graph.node_tuples():
+        if type(state) is dict:  # most states: a flat dict of numbers, strings and references
+            refs = []
+            for value in state.values():
+                kind = type(value)
+                if kind is Ref:
+                    refs.append(value.id)
+                elif kind not in _ATOMIC:
+                    refs += _ref_ids(value)
+        else:
+            refs = _ref_ids(state)
+        if not refs:
+            continue
+        entry = (name, version, state)
+        for ref in refs:
+            if ref in stored or ref in leading:
+                break
+        else:
+            for ref in refs:
+                waiting.setdefault(ref, []).append((nid, entry))
+            continue
+        found = [(nid, entry)]
+        while found:
+            node, node_entry = found.pop()
+            if node not in leading:
+                leading[node] = node_entry
+                found.extend(waiting.pop(node, ()))
+    return leading
+
+
+def _ref_ids(value: Any) -> list[int]:
+    """The ids of every :class:`Ref` inside ``value``."""
+    found: list[int] = []
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is Ref:
+            found.append(v.id)
+        elif t is dict:
+            stack.extend(v.values())
+        elif t is PairsDict:
+            stack.extend(x for pair in v.pairs for x in pair)
+        elif t in _CONTAINERS:
+            stack.extend(v)
+    return found
