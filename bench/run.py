@@ -4,7 +4,8 @@
     python bench/run.py --quick    # smaller sizes, for a smoke test
     python bench/run.py arrays small
 
-Sections: ``arrays`` (200 MB of arrays vs pickle protocol 5 and np.save), ``hdf5`` (the same vs
+Sections: ``import`` (``import ngser`` vs ``import numpy``), ``arrays`` (200 MB of arrays vs
+pickle protocol 5 and np.save), ``hdf5`` (the same vs
 raw h5py datasets, and file size vs raw bytes), ``small`` (100,000 small registered objects with
 1,000 shared parents vs C pickle of equivalent plain classes), ``ngsolve`` (mesh + order-3 H1
 GridFunction vs NGSolve's own pickle), ``owners`` (8,000 objects with a 4 KiB array each, every
@@ -32,6 +33,7 @@ import ngser
 from checkpoint_cases import bench_checkpoint
 from common import Row, report, settle_io, size, timed
 from ngser.backends import available
+from startup import bench_import
 
 EXT = {"pickle": ".pkl", "msgpack": ".msgpack", "hdf5": ".h5"}
 
@@ -310,6 +312,7 @@ def bench_mpi(tmp: Path, quick: bool) -> None:
 
 
 SECTIONS = {
+    "import": lambda tmp, quick: bench_import(quick),
     "arrays": bench_arrays,
     "hdf5": bench_hdf5,
     "small": bench_small,

@@ -166,3 +166,15 @@ def test_old_module_paths_work_as_attributes_and_pickled_names_did_not_move() ->
     assert ngser.shim._REBUILD is not None and ngser.shim._CREATE is not None
     with pytest.raises(AttributeError):
         ngser.no_such_module  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_import_ngser_leaves_heavy_modules_for_later() -> None:
+    """``import ngser`` stays near ``import numpy`` (bench/run.py import): modules only a save,
+    a plugin lookup or a format needs are imported when first used."""
+    import subprocess
+    import sys
+
+    heavy = ["h5py", "msgpack", "ngsolve", "tempfile", "socket", "importlib.metadata", "importlib.abc", "hashlib"]
+    code = f"import sys, ngser; print([m for m in {heavy!r} if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import stat
-import tempfile
 import threading
 import zlib
 from collections.abc import Callable
@@ -30,6 +28,8 @@ _TEMP_TAG = re.compile(r"([0-9a-f]{8})-([0-9]+)\.[A-Za-z0-9_]+")
 
 
 def _host_tag() -> str:
+    import socket  # 3 ms of ``import ngser``: only when a file is saved
+
     return f"{zlib.crc32(socket.gethostname().encode()):08x}"
 
 
@@ -153,11 +153,11 @@ def _create_temp(target: str, prefix: str) -> tuple[str, tuple[int, str] | None]
     folder = os.path.dirname(target)
     try:
         if os.name != "posix":
-            fd, temp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
+            fd, temp = _mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
             os.close(fd)
             return temp, None
         for _ in range(100):
-            fd, lock = tempfile.mkstemp(prefix=prefix, suffix=LOCK_SUFFIX, dir=folder)
+            fd, lock = _mkstemp(prefix=prefix, suffix=LOCK_SUFFIX, dir=folder)
             temp = lock[: -len(LOCK_SUFFIX)] + TEMP_SUFFIX
             if _lock(fd, lock):
                 try:
@@ -173,6 +173,12 @@ def _create_temp(target: str, prefix: str) -> tuple[str, tuple[int, str] | None]
     except OSError as exc:
         raise FileAccessError(f"{target}: cannot create a file in {folder}: {exc.strerror or exc}") from exc
     raise FileAccessError(f"{target}: cannot create a temporary file in {folder} (names taken)")
+
+
+def _mkstemp(prefix: str, suffix: str, dir: str) -> tuple[int, str]:
+    import tempfile  # 5 ms of ``import ngser`` (shutil, lzma, bz2, random): only when a file is saved
+
+    return tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dir)
 
 
 def _lock(fd: int, lock: str) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable
-from importlib import metadata
 from typing import Any, TypeVar, overload
 
 from ..errors import RegistrationError, UnknownTypeError, UnsupportedTypeError, VersionError, shown
@@ -262,6 +261,8 @@ class Registry:
         if self._entry_points_read:
             return
         self._entry_points_read = True
+        from importlib import metadata  # 10 ms: only when a type is not found among those registered
+
         for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
             self._providers.setdefault(entry.name, entry.value)
 
