@@ -5,12 +5,12 @@
     python bench/run.py arrays small
 
 Sections: ``import`` (``import ngser`` vs ``import numpy``), ``arrays`` (200 MB of arrays vs
-pickle protocol 5 and np.save), ``hdf5`` (the same vs
-raw h5py datasets, and file size vs raw bytes), ``small`` (100,000 small registered objects with
-1,000 shared parents vs C pickle of equivalent plain classes), ``ngsolve`` (mesh + order-3 H1
-GridFunction vs NGSolve's own pickle), ``owners`` (8,000 objects with a 4 KiB array each, every
-format). Figures go into docs/performance.md by hand, with the
-command that produced them.
+pickle protocol 5 and np.save), ``hdf5`` (the same vs raw h5py datasets, and file size vs raw
+bytes), ``small`` (100,000 small registered objects with 1,000 shared parents vs C pickle of
+equivalent plain classes), ``ngsolve`` (mesh + order-3 H1 GridFunction vs NGSolve's own pickle),
+``owners`` (8,000 objects with a 4 KiB array each, every format), ``memory`` (peak memory of a
+save and a load: 2 GB of arrays, an NGSolve case). Figures go into docs/performance.md by hand,
+with the command that produced them.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import ngser
 from checkpoint_cases import bench_checkpoint
 from common import Row, report, settle_io, size, timed
+from memory import bench_memory
 from ngser.backends import available
 from startup import bench_import
 
@@ -196,37 +197,41 @@ def bench_owners(tmp: Path, quick: bool) -> None:
 
 
 def bench_ngsolve(tmp: Path, quick: bool) -> None:
+    """A mesh with an order-3 H1 GridFunction, save + load, against NGSolve's own pickle, at sizes
+    from about 10k to 3.7M tets (the largest: the 460k mesh refined once)."""
     try:
         from netgen.csg import unit_cube
         from ngsolve import H1, GridFunction, Mesh, x, y, z
     except ImportError:
         print("\n## ngsolve: not installed")
         return
-    maxh = 0.06 if quick else 0.0215
-    mesh = Mesh(unit_cube.GenerateMesh(maxh=maxh))
-    gfu = GridFunction(H1(mesh, order=3))
-    gfu.Set(x * y * z)
-    objs = [mesh, gfu]
-
-    def native() -> None:
-        with open(tmp / "native.pkl", "wb") as f:
-            pickle.dump(objs, f, protocol=5)
-        with open(tmp / "native.pkl", "rb") as f:
-            pickle.load(f)
-
-    paths = {fmt: tmp / f"ngsolve{EXT[fmt]}" for fmt in available()}
-    cases: dict[str, Callable[[], object]] = {"native": native}
-    cases.update({fmt: (lambda p=path: save_load(objs, p)) for fmt, path in paths.items()})
-    times = timed(cases, repeat=3, settle=settle_io)
+    sizes: list[tuple[float, int]] = [(0.1, 0)] if quick else [(0.085, 0), (0.044, 0), (0.0215, 0), (0.0215, 1)]
     rows: list[Row] = []
-    for fmt, path in paths.items():
-        note = f"file {size(path) / 1e6:.1f} MB (native pickle {size(tmp / 'native.pkl') / 1e6:.1f} MB)"
-        rows.append(times.row(f"ngser {fmt} save+load", fmt, "native", note))
-    report(
-        f"NGSolve mesh ({mesh.ne:,} tets) + order-3 H1 GridFunction ({gfu.space.ndof:,} dofs) vs native pickle",
-        rows,
-        1.1,
-    )
+    for maxh, refinements in sizes:
+        ngmesh = unit_cube.GenerateMesh(maxh=maxh)
+        for _ in range(refinements):
+            ngmesh.Refine()
+        mesh = Mesh(ngmesh)
+        gfu = GridFunction(H1(mesh, order=3))
+        gfu.Set(x * y * z)
+        objs = [mesh, gfu]
+
+        def native(objs: list[object] = objs) -> None:
+            with open(tmp / "native.pkl", "wb") as f:
+                pickle.dump(objs, f, protocol=5)
+            with open(tmp / "native.pkl", "rb") as f:
+                pickle.load(f)
+
+        paths = {fmt: tmp / f"ngsolve{EXT[fmt]}" for fmt in available()}
+        cases: dict[str, Callable[[], object]] = {"native": native}
+        cases.update({fmt: (lambda p=path, o=objs: save_load(o, p)) for fmt, path in paths.items()})
+        times = timed(cases, repeat=3 if mesh.ne > 1_000_000 else 5, settle=settle_io)
+        for fmt, path in paths.items():
+            note = f"{size(path) / 1e6:.1f} MB (native {size(tmp / 'native.pkl') / 1e6:.1f} MB)"
+            rows.append(times.row(f"{mesh.ne:>9,} tets, {gfu.space.ndof:>10,} dofs: {fmt}", fmt, "native", note))
+        del objs, mesh, gfu, ngmesh, cases
+        gc.collect()
+    report("NGSolve mesh + order-3 H1 GridFunction, save + load, vs NGSolve's own pickle", rows, 1.05)
 
 
 def bench_curved(tmp: Path, quick: bool) -> None:
@@ -322,6 +327,7 @@ SECTIONS = {
     "refined": bench_refined,
     "checkpoint": bench_checkpoint,
     "mpi": bench_mpi,
+    "memory": bench_memory,
 }
 
 
