@@ -20,6 +20,7 @@ while the next array is written or read.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -169,8 +170,8 @@ def _write(file: h5py.File, graph: Graph, filters: dict[str, Any], direct: str |
     packed_size = 0
     stored = _with_datasets(graph)
     names = layout.Names(graph, stored)
-    _make_groups(file, names.groups)
-    pending: list[tuple[ArrayEntry, CrcJob]] = []
+    groups = _make_groups(file, names.groups)
+    pending: list[tuple[ArrayEntry, CrcJob]] = []  # checksums, running while the next array is written
     deferred: list[tuple[int, memoryview]] = []
     for array in graph.arrays:
         data = array.load()
@@ -183,10 +184,14 @@ def _write(file: h5py.File, graph: Graph, filters: dict[str, Any], direct: str |
             packed.append((packed_size, view))
             packed_size += view.nbytes
             continue
-        pending.append((entry, crc32_async(view)))
+        job = crc32_async(view)  # small arrays: done at once
         path = names.path(array.id)
-        entry.kind, offset = _write_dataset(file, path, array, data, view, entry.fortran, filters, direct is not None)
+        parent, _, name = path.rpartition("/")
+        entry.kind, offset = _write_dataset(
+            groups[parent or "/"], name, path, array, data, view, entry.fortran, filters, direct is not None
+        )
         entry.location = path
+        pending.append((entry, job))
         if offset is not None:
             deferred.append((offset, view))
     for link, target in names.links:  # a shared object's or array's other names
@@ -195,7 +200,6 @@ def _write(file: h5py.File, graph: Graph, filters: dict[str, Any], direct: str |
         _pwrite_all(direct, deferred)
     for entry, job in pending:
         entry.crc = job.result()
-        file[entry.location].attrs["crc32"] = np.uint32(entry.crc)
     buffer = np.zeros(packed_size, np.uint8)
     for offset, view in packed:
         buffer[offset : offset + view.nbytes] = np.frombuffer(view, np.uint8)
@@ -218,15 +222,40 @@ def _with_datasets(graph: Graph) -> set[int]:
     return stored
 
 
-def _make_groups(file: h5py.File, groups: list[tuple[str, dict[str, Any]]]) -> None:
+def _make_groups(file: h5py.File, groups: list[tuple[str, dict[str, Any]]]) -> dict[str, h5py.Group]:
     """Create the name tree's groups (parents first, without modification times) with their
-    attributes: the type name, version and node id of the object each stands for, its name."""
+    attributes: the type name, version and node id of the object each stands for, its name.
+    Returns them by path, for the datasets to be made in."""
     gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
     gcpl.set_obj_track_times(False)
+    made: dict[str, h5py.Group] = {"/": file["/"]}
     for path, attrs in groups:
-        group = file[path] if path == "/" else h5py.Group(h5py.h5g.create(file.id, path.encode(), gcpl=gcpl))
+        if path not in made:
+            parent, _, name = path.rpartition("/")
+            made[path] = h5py.Group(h5py.h5g.create(made[parent or "/"].id, name.encode(), gcpl=gcpl))
+        group = made[path]
         for key, value in attrs.items():
-            group.attrs[key] = value
+            if isinstance(value, str):
+                group.attrs[key] = value
+            else:
+                _number_attribute(group.id, key.encode(), np.int64(value))
+    return made
+
+
+_SCALAR = h5py.h5s.create(h5py.h5s.SCALAR)
+
+
+def _number_attribute(target: Any, name: bytes, value: np.generic) -> None:
+    """A scalar number attribute, made with HDF5's own calls (h5py's ``attrs[...] =`` costs about
+    50 microseconds each, which adds up over thousands of datasets)."""
+    data = np.asarray(value)
+    attribute = h5py.h5a.create(target, name, _number_type(data.dtype), _SCALAR)
+    attribute.write(data)
+
+
+@functools.cache
+def _number_type(dtype: np.dtype[Any]) -> Any:
+    return h5py.h5t.py_create(dtype)
 
 
 def _pwrite_all(path: str, writes: list[tuple[int, memoryview]]) -> None:
@@ -245,7 +274,8 @@ def _pwrite_all(path: str, writes: list[tuple[int, memoryview]]) -> None:
 
 
 def _write_dataset(
-    file: h5py.File,
+    group: h5py.Group,
+    name: str,
     path: str,
     array: ArrayNode,
     data: np.ndarray,
@@ -254,10 +284,11 @@ def _write_dataset(
     filters: dict[str, Any],
     direct: bool,
 ) -> tuple[int, int | None]:
-    """Make one array's dataset: native when HDF5 has its dtype, else as raw bytes. Returns
-    the storage kind and, when ``direct`` allows and the dataset's bytes are exactly the
-    array's, the file offset where the caller must write them; otherwise the data is
-    written here."""
+    """Make one array's dataset ``name`` in ``group`` (at ``path``): native when HDF5 has its
+    dtype, else as raw bytes. Returns the storage kind, the file offset where the caller must
+    write the bytes when ``direct`` allows and the dataset's bytes are exactly the array's
+    (else ``None``: the data is written here). Its checksum, id and label are in the array table
+    only (an attribute costs HDF5 about 35 microseconds, a second copy invites disagreement)."""
     if _native(data.dtype):
         kind = layout.KIND_NATIVE
         source = np.frombuffer(view, np.uint8).view(data.dtype) if view.nbytes else np.empty(0, data.dtype)
@@ -276,7 +307,7 @@ def _write_dataset(
         options = {"dcpl": dcpl, "fill_time": "never"}
     offset = None
     try:
-        dataset = file.create_dataset(path, shape=shape, dtype=dtype, track_times=False, **options)
+        dataset = group.create_dataset(name, shape=shape, dtype=dtype, track_times=False, **options)
         if direct:
             offset = dataset.id.get_offset()
             if offset is None or dataset.id.get_type().get_size() != dtype.itemsize:
@@ -285,13 +316,11 @@ def _write_dataset(
             dataset.id.write(h5py.h5s.ALL, h5py.h5s.ALL, source)
     except (ValueError, TypeError) as exc:  # OSError (disk full) passes: save() reports it as FileAccessError
         raise FormatError(f"cannot write array node {array.id} to the HDF5 dataset {path}: {exc}") from exc
-    attrs = dataset.attrs
-    attrs["id"] = array.id
     if kind == layout.KIND_RAW:
-        attrs["dtype"] = json.dumps(describe_dtype(data.dtype))
-        attrs["shape"] = json.dumps(list(data.shape))
+        dataset.attrs["dtype"] = json.dumps(describe_dtype(data.dtype))
+        dataset.attrs["shape"] = json.dumps(list(data.shape))
     if fortran:
-        attrs["fortran"] = True
+        dataset.attrs["fortran"] = True
     return kind, offset
 
 
@@ -307,15 +336,15 @@ def _write_nodes(file: h5py.File, graph: Graph, table: list[list[Any]]) -> None:
     doc = pack_value_document({"root": graph.root, "states": flat[3::4], "arrays": table})
     crc = layout.graph_crc(doc, ids, types, versions, names)
     group = file.require_group(layout.GROUP)
-    file.create_dataset(layout.GRAPH, data=np.frombuffer(doc, np.uint8), track_times=False)
-    file.create_dataset(layout.NODE_IDS, data=ids, track_times=False)
-    file.create_dataset(layout.NODE_TYPES, data=types, track_times=False)
-    file.create_dataset(layout.NODE_VERSIONS, data=versions, track_times=False)
+    nodes = group.require_group(layout.NODE_IDS.rsplit("/", 2)[1])
+    group.create_dataset(layout.GRAPH.rpartition("/")[2], data=np.frombuffer(doc, np.uint8), track_times=False)
+    for path, column in ((layout.NODE_IDS, ids), (layout.NODE_TYPES, types), (layout.NODE_VERSIONS, versions)):
+        nodes.create_dataset(path.rpartition("/")[2], data=column, track_times=False)
     encoded = [name.encode("utf-8", "surrogatepass") for name in names]
     width = max(map(len, encoded), default=1) or 1
     # fixed-width UTF-8 strings: variable-length ones live in HDF5's global heap, whose
     # damaged copies can hang HDF5's reader (tests/fuzz_regressions/hdf5-dataset-read-hang.bin)
-    file.create_dataset(layout.TYPES, data=np.array(encoded, f"S{width}"), track_times=False)
+    group.create_dataset(layout.TYPES.rpartition("/")[2], data=np.array(encoded, f"S{width}"), track_times=False)
     group.attrs["format"] = FORMAT_VERSION
     # fixed-width (np.bytes_) text attributes: no global heap (see the type names above)
     version = np.bytes_(str(graph.meta.get("ngser", "")).encode())

@@ -200,7 +200,7 @@ class Names:
             self._datasets[ref_id] = path
             return None
         type_name, version, state = self._nodes[ref_id]
-        attrs: dict[str, Any] = {"type": _utf8(type_name), "version": version, "id": ref_id}
+        attrs: dict[str, Any] = {"type": _utf8(type_name), "version": version}
         if type(state) is dict and type(state.get("name")) is str:
             attrs["name"] = _utf8(state["name"])
         self._attrs[path] = attrs
