@@ -198,14 +198,16 @@ def bench_owners(tmp: Path, quick: bool) -> None:
 
 def bench_ngsolve(tmp: Path, quick: bool) -> None:
     """A mesh with an order-3 H1 GridFunction, save + load, against NGSolve's own pickle, at sizes
-    from about 10k to 3.7M tets (the largest: the 460k mesh refined once)."""
+    from about 8k to 460k tets."""
     try:
         from netgen.csg import unit_cube
         from ngsolve import H1, GridFunction, Mesh, x, y, z
     except ImportError:
         print("\n## ngsolve: not installed")
         return
-    sizes: list[tuple[float, int]] = [(0.1, 0)] if quick else [(0.085, 0), (0.044, 0), (0.0215, 0), (0.0215, 1)]
+    # the 460k mesh refined once (3.7M tets) is left out until its node order is fast: one save and
+    # load takes minutes (docs/performance.md); add (0.0215, 1) to measure it
+    sizes: list[tuple[float, int]] = [(0.1, 0)] if quick else [(0.085, 0), (0.044, 0), (0.0215, 0)]
     rows: list[Row]
     for maxh, refinements in sizes:
         ngmesh = unit_cube.GenerateMesh(maxh=maxh)
