@@ -287,7 +287,7 @@ def _keys(fes: Any, nodes: tuple[np.ndarray, np.ndarray] | None = None) -> tuple
     # rows, not face rows, there
     if dim == 2:
         nfa = 0
-    counts = [(_VERTEX, nv), (_EDGE, ned)] + ([(_FACE, nfa)] if dim == 3 else []) + [(_CELL, int(mesh.ne))]
+    counts = [(_VERTEX, nv), (_EDGE, ned)] + ([(_FACE, nfa)] if dim == 3 else [])
     parts, base = [], 0
     for kind, count in counts:
         part_rows, part_dofs = _table(fes, kind, count)
@@ -297,6 +297,14 @@ def _keys(fes: Any, nodes: tuple[np.ndarray, np.ndarray] | None = None) -> tuple
     dofs = np.concatenate([p[1] for p in parts])
     # position of each entry within its row (entries come row by row, in GetDofNrs order)
     position = np.arange(len(rows)) - np.searchsorted(rows, rows)
+    on_node = np.zeros(int(fes.ndof), dtype=bool)
+    on_node[dofs] = True
+    if not on_node.all():  # an element's row lists all its dofs: its own are those on no other node
+        cell_rows, cell_dofs = _table(fes, _CELL, int(mesh.ne))
+        inner = ~on_node[cell_dofs]  # only these are kept: the rest are the nodes' (5M entries for order 3)
+        cell_rows, cell_dofs = cell_rows[inner] + base, cell_dofs[inner]
+        rows, dofs = np.concatenate((rows, cell_rows)), np.concatenate((dofs, cell_dofs))
+        position = np.concatenate((position, np.arange(len(cell_rows)) - np.searchsorted(cell_rows, cell_rows)))
     keys = np.full((len(rows), 6), -1, dtype=np.int64)
     keys[:, 5] = position
     vert = rows < nv
@@ -306,15 +314,7 @@ def _keys(fes: Any, nodes: tuple[np.ndarray, np.ndarray] | None = None) -> tuple
     face = (rows >= nv + ned) & (rows < nv + ned + nfa)
     keys[face, 0], keys[face, 1:5] = _FACE, faces[rows[face] - nv - ned]
     cell = rows >= nv + ned + nfa
-    if cell.any():  # an element's row lists all its dofs: its own are those on no other node
-        on_node = np.zeros(int(fes.ndof), dtype=bool)
-        on_node[dofs[~cell]] = True
-        inner = cell & ~on_node[dofs]
-        sub_rows = rows[inner]
-        keys[inner, 0], keys[inner, 1] = _CELL, sub_rows - nv - ned - nfa
-        keys[inner, 5] = np.arange(len(sub_rows)) - np.searchsorted(sub_rows, sub_rows)
-        keep = ~cell | inner
-        rows, dofs, keys = rows[keep], dofs[keep], keys[keep]
+    keys[cell, 0], keys[cell, 1] = _CELL, rows[cell] - nv - ned - nfa
     # a dof on several nodes (periodic spaces) takes its smallest key, whatever the numbering
     order = np.lexsort((*(keys[:, i] for i in range(5, -1, -1)), dofs))
     dofs, keys = dofs[order], keys[order]
