@@ -281,3 +281,32 @@ def test_face_vertices_of_a_refined_mesh_ask_no_face_one_by_one(monkeypatch: pyt
     for nr in (0, int(mesh.nface) // 2, int(mesh.nface) - 1):  # the vertices NGSolve gives each face
         expected = sorted(v.nr for v in mesh[ngsolve.NodeId(ngsolve.FACE, nr)].vertices)
         assert faces[nr, :3].tolist() == expected
+
+
+#: Digests of the node order of spaces on a refined structured mesh, as files since ngser 0.1 store
+#: them (the same under NGSolve 6.2.2501 and 6.2.2608). A change of the order or of the keys would
+#: make GridFunctions saved on refined meshes unloadable: it needs a new ``dof_order`` kind instead.
+STORED_DIGESTS = {
+    (2, "H1", 3): "704b10b03151a12e6e3b84ddd8d86823",
+    (2, "H1", 5): "73dc919ccfa674695559bea75741af45",
+    (2, "HCurl", 2): "984e2051ddd881c35733fd5106b648d7",
+    (2, "L2", 2): "6de250a17aab6fb32cebfc0c4ed6c5e7",
+    (3, "H1", 3): "dd9ea3cb69b446b501f3e9bd8ec20630",
+    (3, "H1", 5): "646628ae80e9b52b0570256e5b7d6976",
+    (3, "HCurl", 2): "2685d61a71bb79c0527aa5417c64b0fd",
+    (3, "L2", 2): "324596b590e216ba6b24c8b16b536d82",
+}
+
+
+@pytest.mark.parametrize(("dim", "space", "order"), sorted(STORED_DIGESTS))
+def test_node_order_digests_stay_those_files_store(dim: int, space: str, order: int) -> None:
+    from ngsolve.meshes import MakeStructured2DMesh, MakeStructured3DMesh
+
+    if dim == 3:
+        mesh = MakeStructured3DMesh(hexes=False, nx=2, ny=2, nz=2)
+    else:
+        mesh = MakeStructured2DMesh(quads=False, nx=3, ny=3)
+    mesh.ngmesh.Refine()
+    mesh = ngsolve.Mesh(mesh.ngmesh)
+    fes = getattr(ngsolve, space)(mesh, order=order)
+    assert canonical_dofs(fes)[1] == STORED_DIGESTS[(dim, space, order)]
