@@ -112,11 +112,6 @@ class CrcJob:
         self._parts = parts or []
         self._value = value
 
-    @property
-    def done(self) -> bool:
-        """Whether the value is known (small buffers are done at once)."""
-        return self._value is not None
-
     def result(self) -> int:
         """The CRC32 (as :func:`zlib.crc32` would give it); waits for the pieces."""
         if self._value is None:

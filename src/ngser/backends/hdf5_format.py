@@ -20,7 +20,6 @@ while the next array is written or read.
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import os
@@ -184,14 +183,13 @@ def _write(file: h5py.File, graph: Graph, filters: dict[str, Any], direct: str |
             packed.append((packed_size, view))
             packed_size += view.nbytes
             continue
-        job = crc32_async(view)  # small arrays: done at once
+        pending.append((entry, crc32_async(view)))
         path = names.path(array.id)
         parent, _, name = path.rpartition("/")
         entry.kind, offset = _write_dataset(
             groups[parent or "/"], name, path, array, data, view, entry.fortran, filters, direct is not None
         )
         entry.location = path
-        pending.append((entry, job))
         if offset is not None:
             deferred.append((offset, view))
     for link, target in names.links:  # a shared object's or array's other names
@@ -224,7 +222,7 @@ def _with_datasets(graph: Graph) -> set[int]:
 
 def _make_groups(file: h5py.File, groups: list[tuple[str, dict[str, Any]]]) -> dict[str, h5py.Group]:
     """Create the name tree's groups (parents first, without modification times) with their
-    attributes: the type name, version and node id of the object each stands for, its name.
+    attributes: the type name and version of the object each stands for, and its name.
     Returns them by path, for the datasets to be made in."""
     gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
     gcpl.set_obj_track_times(False)
@@ -233,29 +231,9 @@ def _make_groups(file: h5py.File, groups: list[tuple[str, dict[str, Any]]]) -> d
         if path not in made:
             parent, _, name = path.rpartition("/")
             made[path] = h5py.Group(h5py.h5g.create(made[parent or "/"].id, name.encode(), gcpl=gcpl))
-        group = made[path]
         for key, value in attrs.items():
-            if isinstance(value, str):
-                group.attrs[key] = value
-            else:
-                _number_attribute(group.id, key.encode(), np.int64(value))
+            made[path].attrs[key] = value if isinstance(value, str) else np.int64(value)
     return made
-
-
-_SCALAR = h5py.h5s.create(h5py.h5s.SCALAR)
-
-
-def _number_attribute(target: Any, name: bytes, value: np.generic) -> None:
-    """A scalar number attribute, made with HDF5's own calls (h5py's ``attrs[...] =`` costs about
-    50 microseconds each, which adds up over thousands of datasets)."""
-    data = np.asarray(value)
-    attribute = h5py.h5a.create(target, name, _number_type(data.dtype), _SCALAR)
-    attribute.write(data)
-
-
-@functools.cache
-def _number_type(dtype: np.dtype[Any]) -> Any:
-    return h5py.h5t.py_create(dtype)
 
 
 def _pwrite_all(path: str, writes: list[tuple[int, memoryview]]) -> None:
@@ -335,16 +313,16 @@ def _write_nodes(file: h5py.File, graph: Graph, table: list[list[Any]]) -> None:
     versions = np.fromiter(flat[2::4], "<i8", count)
     doc = pack_value_document({"root": graph.root, "states": flat[3::4], "arrays": table})
     crc = layout.graph_crc(doc, ids, types, versions, names)
-    group = file.require_group(layout.GROUP)
-    nodes = group.require_group(layout.NODE_IDS.rsplit("/", 2)[1])
-    group.create_dataset(layout.GRAPH.rpartition("/")[2], data=np.frombuffer(doc, np.uint8), track_times=False)
+    # made in their groups' handles: h5py's create_dataset of a path looks up every group on it
+    group, nodes = file.require_group(layout.GROUP), file.require_group(layout.NODES)
+    group.create_dataset(_leaf(layout.GRAPH), data=np.frombuffer(doc, np.uint8), track_times=False)
     for path, column in ((layout.NODE_IDS, ids), (layout.NODE_TYPES, types), (layout.NODE_VERSIONS, versions)):
-        nodes.create_dataset(path.rpartition("/")[2], data=column, track_times=False)
+        nodes.create_dataset(_leaf(path), data=column, track_times=False)
     encoded = [name.encode("utf-8", "surrogatepass") for name in names]
     width = max(map(len, encoded), default=1) or 1
     # fixed-width UTF-8 strings: variable-length ones live in HDF5's global heap, whose
     # damaged copies can hang HDF5's reader (tests/fuzz_regressions/hdf5-dataset-read-hang.bin)
-    group.create_dataset(layout.TYPES.rpartition("/")[2], data=np.array(encoded, f"S{width}"), track_times=False)
+    group.create_dataset(_leaf(layout.TYPES), data=np.array(encoded, f"S{width}"), track_times=False)
     group.attrs["format"] = FORMAT_VERSION
     # fixed-width (np.bytes_) text attributes: no global heap (see the type names above)
     version = np.bytes_(str(graph.meta.get("ngser", "")).encode())
@@ -358,3 +336,8 @@ def _write_nodes(file: h5py.File, graph: Graph, table: list[list[Any]]) -> None:
     group.attrs["writers"] = writers
     group.attrs["crc32"] = np.uint32(crc)
     group.attrs["header_crc32"] = np.uint32(layout.header_crc(bytes(writers), bytes(version)))
+
+
+def _leaf(path: str) -> str:
+    """The last name of an absolute ``path``: ``"/ngser/nodes/id"`` -> ``"id"``."""
+    return path.rpartition("/")[2]
