@@ -6,7 +6,7 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import IO, Any, cast
 
 import numpy as np
 from numpy.lib import format as npformat
@@ -251,6 +251,28 @@ def check_disjoint(entries: list[ArrayEntry], source: str, within: str = "the da
                 f"{source}: array nodes {first} and {second} overlap in {within}; each array has bytes of its own "
                 "in files ngser writes, so the file is damaged"
             )
+
+
+def read_payload(stream: IO[bytes], start: int, entry: ArrayEntry) -> np.ndarray[Any, Any]:
+    """The bytes of ``entry`` at ``start + entry.location`` of ``stream`` (not checked yet), read
+    into a buffer of their own."""
+    buffer = np.empty(entry.nbytes, np.uint8)
+    if entry.nbytes:
+        stream.seek(start + int(entry.location))
+        if stream.readinto(buffer.data) != entry.nbytes:  # type: ignore[attr-defined]
+            raise FormatError(f"{entry.where}: the file is truncated")
+    return buffer
+
+
+def payload_reader(source: str, start: int) -> Callable[[ArrayEntry], np.ndarray[Any, Any]]:
+    """For :class:`LazyArray`: reads an entry's bytes with :func:`read_payload` from the file
+    ``source``, opened for each read (a lazy array may outlive any one open file)."""
+
+    def read(entry: ArrayEntry) -> np.ndarray[Any, Any]:
+        with open(source, "rb") as stream:
+            return read_payload(stream, start, entry)
+
+    return read
 
 
 class LazyArray:

@@ -21,12 +21,10 @@ import zlib
 from collections.abc import Callable
 from typing import IO, Any
 
-import numpy as np
-
 from ..errors import FormatError
 from ..graph import FORMAT_VERSION, ArrayNode, Graph
 from . import DEFAULT_LIMITS, Limits, PathLike, StreamBackend
-from ._arrays import ArrayEntry, LazyArray, check_disjoint
+from ._arrays import ArrayEntry, LazyArray, check_disjoint, payload_reader, read_payload
 from ._checksum import crc32_async, crc32_combine
 from ._codec import check_format, checked_flat, pack_value_document, unpack_value_document
 
@@ -88,7 +86,7 @@ class MsgpackBackend(StreamBackend):
         doc, start = _read_document(stream, size, source)
         read = []  # each array's checksum runs on the pool while the next one is read
         for entry in _entries(doc, size - start, source):
-            buffer = _read_payload(stream, start, entry)
+            buffer = read_payload(stream, start, entry)
             read.append((entry, buffer, crc32_async(buffer)))
         arrays = [ArrayNode(entry.id, entry.array(buffer, job.result()), entry.label) for entry, buffer, job in read]
         return _graph(doc, arrays, source)
@@ -98,11 +96,7 @@ class MsgpackBackend(StreamBackend):
         with open(source, "rb") as stream:
             size = os.fstat(stream.fileno()).st_size
             doc, start = _read_document(stream, size, source)
-
-        def read(entry: ArrayEntry) -> np.ndarray[Any, Any]:
-            with open(source, "rb") as again:
-                return _read_payload(again, start, entry)
-
+        read = payload_reader(source, start)
         arrays = [ArrayNode(e.id, LazyArray(e, read), e.label) for e in _entries(doc, size - start, source)]
         return _graph(doc, arrays, source), lambda: None
 
@@ -199,16 +193,6 @@ def _with_data_crc(crc: int, entries: list[ArrayEntry]) -> int:
         crc = crc32_combine(crc, int(entry.crc), entry.nbytes)
         at = location + entry.nbytes
     return crc
-
-
-def _read_payload(stream: IO[bytes], start: int, entry: ArrayEntry) -> np.ndarray[Any, Any]:
-    """The bytes of ``entry`` (not checked yet), read into a buffer of their own."""
-    buffer = np.empty(entry.nbytes, np.uint8)
-    if entry.nbytes:
-        stream.seek(start + int(entry.location))
-        if stream.readinto(buffer.data) != entry.nbytes:  # type: ignore[attr-defined]
-            raise FormatError(f"{entry.where}: the file is truncated")
-    return buffer
 
 
 def _read_document(stream: IO[bytes], size: int, source: str) -> tuple[dict[str, Any], int]:

@@ -37,7 +37,7 @@ import numpy as np
 from ..errors import FormatError, UnsafeLoadError
 from ..graph import FORMAT_VERSION, ArrayNode, Graph
 from . import DEFAULT_LIMITS, Limits, PathLike, StreamBackend, _nothing
-from ._arrays import ArrayEntry, LazyArray
+from ._arrays import ArrayEntry, LazyArray, payload_reader
 from ._checksum import crc32, crc32_async
 from ._codec import check_format, checked_flat, pack_value_document, unpack_value_document
 
@@ -326,23 +326,11 @@ class PickleBackend(StreamBackend):
                 f"{source}: a pickle, but not one written by ngser; load it with trusted=True (it may run code) "
                 "if you trust where it came from"
             )
-        return _graph(doc, source, _SpanReader(source) if lazy else None)
+        return _graph(doc, source, payload_reader(source, 0) if lazy else None)
 
 
-class _SpanReader:
-    """Reads the payload of a lazily opened file's array (at its entry's ``location``, the file
-    offset of its :class:`_Span`), not checked yet."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def __call__(self, entry: ArrayEntry) -> np.ndarray[Any, Any]:
-        buffer = np.empty(entry.nbytes, np.uint8)
-        with open(self.source, "rb") as stream:
-            stream.seek(int(entry.location))
-            if entry.nbytes and stream.readinto(buffer.data) != entry.nbytes:
-                raise FormatError(f"{entry.where}: the file is truncated")
-        return buffer
+#: Reads a lazily opened file's array: its entry's ``location`` is then the file offset of its :class:`_Span`.
+_SpanReader = Callable[[ArrayEntry], np.ndarray[Any, Any]]
 
 
 def _graph(doc: tuple[Any, ...], source: str, spans: _SpanReader | None = None) -> Graph:
