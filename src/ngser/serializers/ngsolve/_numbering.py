@@ -155,11 +155,9 @@ def _lowest_order_facet_dofs(facets: Any, count: int) -> np.ndarray:
     space has one dof a face and sampled faces agree with ``GetDofNrs``; else face by face
     (``FacetFESpace`` has no smoothing blocks, and ``GetDofNrs`` costs 20 microseconds a
     face: minutes for the 7.4M faces of a 3.7M-tet mesh)."""
-    if int(facets.ndof) == count:
-        guess = np.arange(count, dtype=np.int64)
-        samples = np.unique(np.linspace(0, count - 1, min(count, _SAMPLES)).astype(np.int64)).tolist()
-        if all(_dof_nrs(facets, _FACE, nr) == (nr,) for nr in samples):
-            return guess
+    guess = np.arange(count, dtype=np.int64)
+    if int(facets.ndof) == count and _agrees(facets, _FACE, guess, np.arange(count + 1)):
+        return guess
     return _node_dofs(facets, _FACE, count)
 
 
@@ -235,11 +233,20 @@ def _fast_table(fes: Any, kind: int, count: int) -> tuple[np.ndarray, np.ndarray
     entry = ~is_mark
     entry[marks - 1] = False
     rows, dofs = (np.cumsum(is_mark) - 1)[entry], numbers[entry]
-    starts = np.searchsorted(rows, np.arange(count + 1))
+    if not _agrees(fes, kind, dofs, np.searchsorted(rows, np.arange(count + 1))):
+        return None
+    return rows, dofs
+
+
+def _agrees(fes: Any, kind: int, dofs: np.ndarray, starts: np.ndarray) -> bool:
+    """Whether a table of the dofs of each node of ``kind`` (node ``nr``'s are
+    ``dofs[starts[nr]:starts[nr + 1]]``) matches ``GetDofNrs`` on :data:`_SAMPLES` nodes spread
+    over all of them."""
+    count = len(starts) - 1
     for nr in np.unique(np.linspace(0, count - 1, min(count, _SAMPLES)).astype(np.int64)).tolist():
         if tuple(dofs[starts[nr] : starts[nr + 1]].tolist()) != _dof_nrs(fes, kind, nr):
-            return None
-    return rows, dofs
+            return False
+    return True
 
 
 def _mesh_nodes(mesh: Any) -> tuple[np.ndarray, np.ndarray]:
