@@ -148,18 +148,23 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert ngser.read_graph(tmp_path / "big.h5") == ngser.read_graph(tmp_path / "big.pkl")
 
 
+def _run_traced(argv: list[str]) -> tuple[int, int]:
+    """The exit status of the command line on ``argv`` and the peak of the memory it allocated."""
+    tracemalloc.start()
+    try:
+        status = main(argv)
+        return status, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.mark.parametrize("suffix", [".msgpack", ".h5", ".pkl"])
 def test_verify_holds_one_array_at_a_time(tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Formats with an index are verified array by array: the peak is about the largest array."""
     size = 16 * 2**20
     path = tmp_path / f"many{suffix}"
     ngser.save([np.full(size // 8, float(i)) for i in range(6)], path)
-    tracemalloc.start()
-    try:
-        status = main(["verify", str(path)])
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    status, peak = _run_traced(["verify", str(path)])
     assert status == 0 and "every checksum matches" in capsys.readouterr().out
     assert peak < 2 * size, f"verifying 6 arrays of {size} bytes allocated {peak} bytes at once"
 
@@ -168,12 +173,7 @@ def test_verify_holds_one_array_at_a_time(tmp_path: Path, suffix: str, capsys: p
 def test_info_reads_no_array(tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / f"many{suffix}"
     ngser.save({"u": [np.full(2**20, float(i)) for i in range(6)]}, path)  # 48 MB
-    tracemalloc.start()
-    try:
-        status = main(["info", str(path)])
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    status, peak = _run_traced(["info", str(path)])
     assert status == 0 and "6, 50.3 MB" in capsys.readouterr().out
     assert peak < 4 * 2**20, f"ngser info of a 48 MB file allocated {peak} bytes"
 

@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _error(message: str, command: str) -> None:
-    print(f"ngser: error: {_cli_terms(' '.join(message.split()), command)}", file=sys.stderr)
+    print(f"ngser: error: {_cli_terms(message, command)}", file=sys.stderr)
 
 
 #: The commands that take ``--trusted`` (they load objects); the others read only ngser's own files.
@@ -78,8 +78,8 @@ _TRUSTED = re.compile(r"\b(?:[Pp]ass|[Ll]oad it with) trusted=True(?: to ngser\.
 
 
 def _cli_terms(message: str, command: str = "convert") -> str:
-    """A message's Python advice in the terms of the command line's ``command``: ``--format``,
-    and ``--trusted`` where the command has it (``ngser convert --trusted`` elsewhere)."""
+    """A message on one line, its Python advice in the terms of the command line's ``command``:
+    ``--format``, and ``--trusted`` where the command has it (``ngser convert --trusted`` elsewhere)."""
 
     def formats(match: re.Match[str]) -> str:
         others = match.group(2).replace("'", "")
@@ -90,7 +90,7 @@ def _cli_terms(message: str, command: str = "convert") -> str:
         advice = "pass --trusted" if command in TRUSTING else "convert it with `ngser convert --trusted`"
         return advice.capitalize() if match.group(0)[0].isupper() else advice
 
-    return _TRUSTED.sub(trusted, _FORMATS.sub(formats, message))
+    return _TRUSTED.sub(trusted, _FORMATS.sub(formats, " ".join(message.split())))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -366,7 +366,7 @@ def _verify(args: argparse.Namespace) -> int:
         except NgserError as exc:
             damage, graph = [exc], None
         if damage:
-            messages = [_cli_terms(" ".join(str(exc).split()), "verify") for exc in damage]
+            messages = [_cli_terms(str(exc), "verify") for exc in damage]
             messages = [m[len(path) + 2 :] if m.startswith(f"{path}: ") else m for m in messages]
             if len(messages) == 1:
                 print(f"{path}: FAILED: {messages[0]}")
