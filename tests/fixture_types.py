@@ -22,7 +22,17 @@ import numpy as np
 import ngser
 from ngser.serializers.registry import BUILTIN_PROVIDERS
 
-__all__ = ["REGISTRY", "Point", "Node", "Field", "fixture_values", "fixture_objects", "same"]
+__all__ = [
+    "REGISTRY",
+    "Point",
+    "Node",
+    "Field",
+    "Sample",
+    "fixture_values",
+    "fixture_objects",
+    "fixture_tables",
+    "same",
+]
 
 #: A registry of its own, so the fixture names never collide with other tests' registrations.
 REGISTRY = ngser.Registry(BUILTIN_PROVIDERS)
@@ -56,7 +66,21 @@ class Field:
         self.unit = unit
 
 
+class Sample:
+    """Default state of many kinds, stored in node tables (format 2) when met in numbers."""
+
+    def __init__(self, i: int, owner: Point | None, data: np.ndarray | None) -> None:
+        self.index = i
+        self.flag = i % 3 == 0
+        self.label = f"sample {i}"
+        self.owner = owner
+        self.data = data
+        self.extra = (i, [i * 0.5]) if i % 2 else None
+        self.big = 2**70 + i if i == 7 else i
+
+
 ngser.register(Point, name="ngser_fixtures.Point", registry=REGISTRY)
+ngser.register(Sample, name="ngser_fixtures.Sample", registry=REGISTRY)
 ngser.register(Node, name="ngser_fixtures.Node", registry=REGISTRY)
 ngser.register(
     Field,
@@ -130,6 +154,24 @@ def fixture_objects() -> dict[str, Any]:
     }
 
 
+def fixture_tables() -> dict[str, Any]:
+    """Objects in numbers, which the encoder stores as node tables: float columns with NaN,
+    -0.0 and infinities, references with ``None`` and to a single node, per-object and shared
+    arrays, values of every kind, key orders that differ within a type, and a cycle between a
+    table and a single node (the children of one root, each referring back to it)."""
+    specials = [math.nan, -0.0, math.inf, -math.inf]
+    points = [Point(float(i) if i >= 4 else specials[i], -i / 3) for i in range(100)]
+    shared = np.arange(3.0)
+    arrays = [shared if i % 5 == 0 else np.arange(i % 7) if i % 9 == 1 else None for i in range(90)]
+    samples = [Sample(i, points[i % 10] if i % 4 else None, arrays[i]) for i in range(90)]
+    for sample in samples[::9]:  # another key order of the same type
+        sample.__dict__ = dict(reversed(list(sample.__dict__.items())))
+    root = Node("root")
+    for i in range(80):
+        Node(f"leaf {i}", root)
+    return {"points": points, "samples": samples, "tree": root, "first": samples[0], "count": len(samples)}
+
+
 def same(a: Any, b: Any, memo: dict[int, int] | None = None) -> bool:
     """Whether ``b`` is a faithful copy of ``a``: equal values of the same types (NaN equal
     to NaN, -0.0 unlike 0.0, arrays by dtype, shape, order and bytes), and objects and arrays
@@ -137,7 +179,7 @@ def same(a: Any, b: Any, memo: dict[int, int] | None = None) -> bool:
     memo = {} if memo is None else memo
     if type(a) is not type(b):
         return False
-    if isinstance(a, np.ndarray) or type(a) in (Point, Node, Field):
+    if isinstance(a, np.ndarray) or type(a) in (Point, Node, Field, Sample):
         seen = memo.get(id(a))
         if seen is not None:
             return seen == id(b)
@@ -158,7 +200,7 @@ def same(a: Any, b: Any, memo: dict[int, int] | None = None) -> bool:
         return len(a) == len(b) and all(
             same(ka, kb, memo) and same(va, vb, memo) for (ka, va), (kb, vb) in zip(a.items(), b.items())
         )
-    if type(a) in (Point, Node, Field):
+    if type(a) in (Point, Node, Field, Sample):
         return same(vars(a), vars(b), memo)
     return bool(a == b)
 

@@ -68,7 +68,8 @@ def _is_module(name: str) -> bool:
 
 def _layer(name: str) -> str:
     if name.startswith("ngser.graph"):
-        return "graph-walk" if name in ("ngser.graph._encoder", "ngser.graph._decoder") else "graph"
+        walks = ("ngser.graph._encoder", "ngser.graph._tablewalk", "ngser.graph._decoder")
+        return "graph-walk" if name in walks else "graph"
     if name.startswith("ngser.serializers"):
         return "serializers"
     if name.startswith("ngser.backends"):

@@ -23,7 +23,7 @@ from . import DEFAULT_LIMITS, Limits
 from . import hdf5_layout as layout
 from ._arrays import ArrayEntry, LazyArray, check_disjoint
 from ._checksum import crc32_async
-from ._codec import check_format, unpack_value_document
+from ._codec import check_format, unpack_tables, unpack_value_document
 from ._hdf5_checks import Inspector
 
 __all__ = ["read_file", "why"]
@@ -96,7 +96,9 @@ def read_file(file: h5py.File, source: str, *, lazy: bool = False, limits: Limit
         read = [(e, buffer, crc32_async(buffer)) for e, buffer in ((e, reader.read(e)) for e in entries)]
         arrays = [ArrayNode(e.id, e.array(b, job.result()), e.label) for e, b, job in read]
     meta = {"ngser": _decoded(version_text, "ngser", source), "format": int(version)}
-    return Graph(body.get("root"), nodes, arrays, writers, meta)
+    graph = Graph(body.get("root"), nodes, arrays, writers, meta)
+    graph.tables = unpack_tables(body.get("tables"), source)
+    return graph
 
 
 def _entry(row: Any, source: str) -> ArrayEntry:

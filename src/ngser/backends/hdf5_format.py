@@ -32,12 +32,12 @@ import h5py
 import numpy as np
 
 from ..errors import ArgumentError, FormatError, NgserError
-from ..graph import FORMAT_VERSION, ArrayNode, Graph
+from ..graph import ArrayNode, Graph, format_of
 from . import DEFAULT_LIMITS, Backend, Limits, PathLike
 from . import hdf5_layout as layout
 from ._arrays import ArrayEntry, describe_dtype
 from ._checksum import CrcJob, crc32_async
-from ._codec import pack_value_document
+from ._codec import pack_root, pack_tables, pack_value_document
 from ._hdf5_reader import read_file, why
 from ._writeback import WriteBehind
 
@@ -311,7 +311,10 @@ def _write_nodes(file: h5py.File, graph: Graph, table: list[list[Any]]) -> None:
     ids = np.fromiter(flat[0::4], "<i8", count)
     types = np.fromiter(map(type_index.__getitem__, type_names), "<u4", count)
     versions = np.fromiter(flat[2::4], "<i8", count)
-    doc = pack_value_document({"root": graph.root, "states": flat[3::4], "arrays": table})
+    body = {"root": pack_root(graph), "states": flat[3::4], "arrays": table}
+    if graph.tables:
+        body["tables"] = pack_tables(graph.tables)
+    doc = pack_value_document(body)
     crc = layout.graph_crc(doc, ids, types, versions, names)
     # made in their groups' handles: h5py's create_dataset of a path looks up every group on it
     group, nodes = file.require_group(layout.GROUP), file.require_group(layout.NODES)
@@ -323,7 +326,7 @@ def _write_nodes(file: h5py.File, graph: Graph, table: list[list[Any]]) -> None:
     # fixed-width UTF-8 strings: variable-length ones live in HDF5's global heap, whose
     # damaged copies can hang HDF5's reader (tests/fuzz_regressions/hdf5-dataset-read-hang.bin)
     group.create_dataset(_leaf(layout.TYPES), data=np.array(encoded, f"S{width}"), track_times=False)
-    group.attrs["format"] = FORMAT_VERSION
+    group.attrs["format"] = format_of(graph)
     # fixed-width (np.bytes_) text attributes: no global heap (see the type names above)
     version = np.bytes_(str(graph.meta.get("ngser", "")).encode())
     # readers refuse a header that omits a type of the node table: a graph made by hand (not by
@@ -331,6 +334,8 @@ def _write_nodes(file: h5py.File, graph: Graph, table: list[list[Any]]) -> None:
     listed = dict(graph.writers)
     for name, node_version in zip(type_names, flat[2::4]):
         listed.setdefault(name, node_version)
+    for t in graph.tables:
+        listed.setdefault(t.name, t.version)
     writers = np.bytes_(json.dumps(listed).encode())
     group.attrs["ngser"] = version
     group.attrs["writers"] = writers

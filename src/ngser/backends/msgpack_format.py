@@ -22,11 +22,19 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from ..errors import FormatError
-from ..graph import FORMAT_VERSION, ArrayNode, Graph
+from ..graph import ArrayNode, Graph, format_of
 from . import DEFAULT_LIMITS, Limits, PathLike, StreamBackend
 from ._arrays import ArrayEntry, LazyArray, check_disjoint, payload_reader, read_payload
 from ._checksum import crc32_async, crc32_combine
-from ._codec import check_format, checked_flat, pack_value_document, unpack_value_document
+from ._codec import (
+    check_format,
+    checked_flat,
+    pack_root,
+    pack_tables,
+    pack_value_document,
+    unpack_tables,
+    unpack_value_document,
+)
 
 __all__ = ["MsgpackBackend", "PlannedFile", "MAGIC", "ALIGN", "PRELUDE", "ROW"]
 
@@ -158,12 +166,13 @@ def _head(graph: Graph, entries: list[ArrayEntry], shift: int) -> bytes:
         rows.append(row)
     doc = pack_value_document(
         {
-            "format": FORMAT_VERSION,
+            "format": format_of(graph),
             "ngser": graph.meta.get("ngser", ""),
             "writers": graph.writers,
-            "root": graph.root,
+            "root": pack_root(graph),
             "nodes": graph.flat_nodes,
             "arrays": rows,
+            **({"tables": pack_tables(graph.tables)} if graph.tables else {}),
         }
     )
     return PRELUDE.pack(MAGIC, len(doc), zlib.crc32(doc), 0) + doc
@@ -240,4 +249,5 @@ def _graph(doc: dict[str, Any], arrays: list[ArrayNode], source: str) -> Graph:
     if not isinstance(writers, dict):
         raise FormatError(f"{source}: the header's writer table is damaged")
     meta = {"ngser": doc.get("ngser"), "format": doc.get("format")}
-    return Graph.from_flat(doc.get("root"), flat, arrays, writers, meta)
+    tables = unpack_tables(doc.get("tables"), source)
+    return Graph.from_flat(doc.get("root"), flat, arrays, writers, meta, tables)

@@ -35,11 +35,19 @@ from typing import IO, Any, ClassVar
 import numpy as np
 
 from ..errors import FormatError, UnsafeLoadError
-from ..graph import FORMAT_VERSION, ArrayNode, Graph
+from ..graph import ArrayNode, Graph, format_of
 from . import DEFAULT_LIMITS, Limits, PathLike, StreamBackend, _nothing
 from ._arrays import ArrayEntry, LazyArray, payload_reader
 from ._checksum import crc32, crc32_async
-from ._codec import check_format, checked_flat, pack_value_document, unpack_value_document
+from ._codec import (
+    check_format,
+    checked_flat,
+    pack_root,
+    pack_tables,
+    pack_value_document,
+    unpack_tables,
+    unpack_value_document,
+)
 
 __all__ = ["PickleBackend", "RestrictedUnpickler", "ForeignPickleError", "TAG", "ROW"]
 
@@ -263,8 +271,11 @@ class PickleBackend(StreamBackend):
         for entry, job in zip(entries, jobs):
             entry.crc = job.result()
         header = {"ngser": graph.meta.get("ngser", ""), "writers": graph.writers}
-        inner = pack_value_document([header, graph.root, graph.flat_nodes, [e.row(ROW) for e in entries]])
-        return (TAG, FORMAT_VERSION, inner, zlib.crc32(inner), buffers)
+        body = [header, pack_root(graph), graph.flat_nodes, [e.row(ROW) for e in entries]]
+        if graph.tables:
+            body.append(pack_tables(graph.tables))
+        inner = pack_value_document(body)
+        return (TAG, format_of(graph), inner, zlib.crc32(inner), buffers)
 
     def write_stream(self, graph: Graph, stream: IO[bytes], **options: Any) -> None:
         self.check_options(options)
@@ -339,9 +350,10 @@ def _graph(doc: tuple[Any, ...], source: str, spans: _SpanReader | None = None) 
     if not isinstance(inner, bytes) or zlib.crc32(inner) != inner_crc:
         raise FormatError(f"{source}: the graph is damaged (checksum mismatch)")
     body = unpack_value_document(inner, source)
-    if not (isinstance(body, list) and len(body) == 4):
+    if not (isinstance(body, list) and len(body) in (4, 5)):
         raise FormatError(f"{source}: the graph is damaged")
-    header, root, flat, table = body
+    header, root, flat, table = body[:4]
+    tables = unpack_tables(body[4] if len(body) == 5 else None, source)
     if not isinstance(header, dict) or not isinstance(header.get("writers"), dict):
         raise FormatError(f"{source}: the header is damaged")
     flat = checked_flat(flat, source)
@@ -352,7 +364,7 @@ def _graph(doc: tuple[Any, ...], source: str, spans: _SpanReader | None = None) 
         raise FormatError(f"{source}: two array entries share one buffer; the file is damaged")
     arrays = [_array(ArrayEntry.parse(row, ROW, source), buffer, spans) for row, buffer in zip(table, buffers)]
     meta = {"ngser": header.get("ngser"), "format": version}
-    return Graph.from_flat(root, flat, arrays, header["writers"], meta)
+    return Graph.from_flat(root, flat, arrays, header["writers"], meta, tables)
 
 
 def _size(buffer: Any) -> int:

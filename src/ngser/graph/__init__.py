@@ -11,7 +11,8 @@ Public here: the vocabulary (:class:`Ref`, :class:`PairsDict`, :class:`Kind`, :f
 ({'a': Ref(0)}, array([0, 1, 2]))
 """
 
-from ._model import FORMAT_VERSION, MAX_DEPTH, ArrayNode, Graph, NodeTuple, ObjectNode, RawNode, make_node
+from ._model import FORMAT_VERSION, MAX_DEPTH, ArrayNode, Graph, NodeTuple, ObjectNode, RawNode, format_of, make_node
+from ._tables import COLUMN_KINDS, Column, Table, make_column
 from ._values import (
     ATOMIC_TYPES,
     CONTAINER_TYPES,
@@ -38,6 +39,11 @@ __all__ = [
     "ObjectNode",
     "RawNode",
     "make_node",
+    "format_of",
+    "COLUMN_KINDS",
+    "Column",
+    "Table",
+    "make_column",
     "ATOMIC_TYPES",
     "CONTAINER_TYPES",
     "KINDS",

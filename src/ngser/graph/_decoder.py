@@ -9,7 +9,10 @@ Nothing is imported because a file names it: type names go through the registry.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Iterable
+from itertools import repeat
 from typing import Any, Literal
 
 import numpy as np
@@ -17,11 +20,14 @@ import numpy as np
 from ..errors import ArgumentError, FormatError, GraphError, NgserError, SerializerError, UnsafeLoadError, shown
 from ..serializers import Registry, Serializer, SerializerRecord, default_registry, record_of
 from ._model import MAX_DEPTH, Graph, NodeTuple, ObjectNode, RawNode, make_node
+from ._tables import Column, Table
 from ._values import ATOMIC_TYPES, PairsDict, Ref, check_hash_spread
 
 __all__ = ["Decoder", "Unknown"]
 
 _MISSING = object()
+_instance_dict = operator.attrgetter("__dict__")
+_ref_id = operator.attrgetter("id")
 #: Node ids are non-negative 64-bit integers (HDF5 stores them as int64).
 _MAX_ID = 2**63
 
@@ -83,7 +89,12 @@ class Decoder:
         plans = self._plans
         ids: set[Any] = set()
         add = ids.add
-        for node in graph.node_tuples():  # every id and type checked before anything is built
+        for table in graph.tables:
+            table.check(self.source)
+            if (table.name, table.version) not in plans:
+                self._plan(ObjectNode(int(table.ids[0]) if len(table) else 0, table.name, table.version, None))
+            ids.update(table.ids.tolist())
+        for node in graph.node_tuples(rows=False):  # every id and type checked before anything is built
             nid = node[0]
             if type(nid) is not int or not 0 <= nid < _MAX_ID:
                 raise FormatError(f"{self.source}node id {shown(nid)} is not an integer id; the file is damaged")
@@ -98,9 +109,59 @@ class Decoder:
             raise FormatError(
                 f"{self.source}a node id is used twice (by two nodes, or a node and an array); the file is damaged"
             )
-        self._build_all(graph.node_tuples())
+        tables = sorted(graph.tables, key=lambda t: t.at)
+        for table in tables:  # the rows of fast tables exist, empty, before anything is built
+            create = self._fast_create(table)
+            if create is not None:
+                objects.update(zip(table.ids.tolist(), [create() for _ in range(len(table))]))
+        single, done = graph.node_tuples(rows=False), 0
+        for table in tables:
+            self._build_all(itertools.islice(single, table.at - done))
+            done = max(done, table.at)
+            self._fill(table)
+        self._build_all(single)
         self._current = None
         return self._value(graph.root, 0)
+
+    # -- tables ---------------------------------------------------------------------
+    def _fast_create(self, table: Table) -> Any:
+        """``create`` of the table's type if its rows may be filled straight into ``__dict__``."""
+        _, create, _, upgrade, fills_dict = self._plans[(table.name, table.version)]
+        return create if fills_dict and not upgrade else None
+
+    def _fill(self, table: Table) -> None:
+        """Fill the rows of ``table`` (made empty up front), or build them one by one."""
+        if self._fast_create(table) is None:  # upgrades, stand-ins, raw nodes: node by node
+            self._build_all(table.rows())
+            return
+        ids = table.ids.tolist()
+        self._current = (ids[0] if ids else None, table.name, table.version, None)
+        objects = self._objects
+        columns = [self._column(column) for column in table.columns]
+        if not columns:
+            return
+        states = list(map(_instance_dict, map(objects.__getitem__, ids)))
+        for key, values in zip(table.keys, columns):  # column by column: the fastest way here
+            for state, value in zip(states, values):
+                state[key] = value
+
+    def _column(self, column: Column) -> list[Any]:
+        kind, data = column
+        if kind == "values":
+            value = self._value
+            return [x if type(x) in ATOMIC_TYPES else value(x, 1) for x in data]
+        if kind != "ref":
+            values: list[Any] = data.tolist()
+            return values
+        return self._objects_of(data.tolist())
+
+    def _objects_of(self, ids: list[int]) -> list[Any]:
+        """The objects with these ids (``-1``: ``None``), looked up at C speed."""
+        out = list(map(self._objects.get, ids, repeat(_MISSING)))
+        if id(_MISSING) in set(map(id, out)):  # (not "in out": that would call the objects' __eq__)
+            for i in [i for i, x in enumerate(out) if x is _MISSING]:
+                out[i] = None if ids[i] == -1 else self._resolve(ids[i])
+        return out
 
     # -- nodes ----------------------------------------------------------------------
     def _serializer(self, node: ObjectNode) -> SerializerRecord:
@@ -254,6 +315,8 @@ class Decoder:
             )
         depth += 1
         if t is list:
+            if len(v) >= 64 and set(map(type, v)) == {Ref}:  # a list of objects: the common root value
+                return self._objects_of(list(map(_ref_id, v)))
             objects = self._objects
             out: list[Any] = []
             append = out.append

@@ -13,6 +13,7 @@ serializer is two-phase. Plain containers are walked recursively up to
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -20,12 +21,15 @@ import numpy as np
 from .._version import __version__
 from ..errors import FormatError, GraphError, NgserError, SerializerError, UnsupportedTypeError
 from ..serializers import Registry, SerializerRecord, default_registry
-from ._model import FORMAT_VERSION, MAX_DEPTH, ArrayNode, Graph
+from ._model import MAX_DEPTH, ArrayNode, Graph, format_of
+from ._tables import Table
+from ._tablewalk import DONE, IN_PROGRESS, NEW, Retry, TableWalk
 from ._values import ATOMIC_TYPES, PLAIN_CONTAINERS, PairsDict, Ref, check_hash_spread
 
 __all__ = ["Encoder"]
 
-_NEW, _IN_PROGRESS, _DONE = 0, 1, 2
+_NEW, _IN_PROGRESS, _DONE = NEW, IN_PROGRESS, DONE
+_MISSING = object()
 
 
 class Encoder:
@@ -39,6 +43,8 @@ class Encoder:
         registry: Registry | None = None,
         fallback: SerializerRecord | None = None,
         substitute: Callable[[Any, SerializerRecord], Any] | None = None,
+        *,
+        tables: bool = True,
     ) -> None:
         self.registry = registry if registry is not None else default_registry
         self.fallback = fallback
@@ -46,6 +52,12 @@ class Encoder:
         #: serializer has a ``fingerprint`` (a checkpoint stores such objects once, and puts
         #: a reference to the stored one in their place).
         self.substitute = substitute
+        #: Whether many objects of one plain type may be stored as a node table
+        #: (:class:`~ngser.graph.Table`; never with ``substitute``).
+        self.tables = tables and substitute is None
+        self._reset()
+
+    def _reset(self) -> None:
         self._memo: dict[int, Ref] = {}
         self._keep: list[Any] = []
         self._status: list[int] = []
@@ -64,15 +76,25 @@ class Encoder:
         self.writers: dict[str, int] = {}
 
     def encode(self, obj: Any) -> Graph:
+        if self.tables:
+            try:
+                return TableWalk(self).run(obj)
+            except Retry:  # an order only the node-by-node walk can tell (see TableWalk)
+                self._reset()
         root = self._value(obj, 0)
         self._walk(self._deps)
-        meta = {"ngser": __version__, "format": FORMAT_VERSION}
-        return Graph.from_flat(root, self.flat, self.arrays, self.writers, meta)
+        return self.graph(root)
+
+    def graph(self, root: Any, tables: list[Table] | None = None) -> Graph:
+        """The graph of this pass, with the encoded ``root`` value."""
+        graph = Graph.from_flat(root, self.flat, self.arrays, self.writers, tables=tables)
+        graph.meta.update(ngser=__version__, format=format_of(graph))
+        return graph
 
     # -- the object walk ------------------------------------------------------------
     def _walk(self, roots: list[Ref]) -> None:
-        status, nodes, keep, serializers = self._status, self._nodes, self._keep, self._serializers
-        finish, dict_state = self.flat.extend, self._dict
+        status, nodes, keep, dump = self._status, self._nodes, self._keep, self.dump_node
+        finish = self.flat.extend
         stack = [ref.id for ref in reversed(roots) if status[ref.id] == _NEW]
         pop, push = stack.pop, stack.append
         while stack:
@@ -85,24 +107,7 @@ class Encoder:
             if status[nid] != _NEW:
                 continue
             status[nid] = _IN_PROGRESS
-            obj = keep[nid]
-            serializer = serializers[type(obj)]
-            self._current = nid
-            deps: list[Ref] = []
-            self._deps = deps
-            try:
-                raw = serializer.dump(obj)
-            except NgserError as exc:
-                raise exc.locate(node=nid, type_name=serializer.name) from None
-            except Exception as exc:
-                raise SerializerError(
-                    f"the serializer of {serializer.name!r} failed to dump an object of type "
-                    f"{type(obj).__qualname__} (node {nid}): {type(exc).__name__}: {exc}",
-                    node=nid,
-                    type_name=serializer.name,
-                ) from exc
-            state = dict_state(raw, 1) if type(raw) is dict else self._value(raw, 0)
-            node = (nid, serializer.name, serializer.version, state)
+            node, deps = dump(nid, keep[nid])
             todo = None
             for ref in deps:  # the children not finished yet
                 if status[ref.id] != _DONE:
@@ -121,6 +126,26 @@ class Encoder:
                     push(dep)
                 elif not self._two_phase(dep):  # in progress: a cycle back to an ancestor
                     raise GraphError(self._cycle_message(dep))
+
+    def dump_node(self, nid: int, obj: Any) -> tuple[tuple[int, str, int, Any], list[Ref]]:
+        """Node ``nid`` (``obj``) and the references its state holds, in order."""
+        serializer = self._serializers[type(obj)]
+        self._current = nid
+        deps: list[Ref] = []
+        self._deps = deps
+        try:
+            raw = serializer.dump(obj)
+        except NgserError as exc:
+            raise exc.locate(node=nid, type_name=serializer.name) from None
+        except Exception as exc:
+            raise SerializerError(
+                f"the serializer of {serializer.name!r} failed to dump an object of type "
+                f"{type(obj).__qualname__} (node {nid}): {type(exc).__name__}: {exc}",
+                node=nid,
+                type_name=serializer.name,
+            ) from exc
+        state = self._dict(raw, 1) if type(raw) is dict else self._value(raw, 0)
+        return (nid, serializer.name, serializer.version, state), deps
 
     @property
     def _owner(self) -> str:
@@ -210,7 +235,59 @@ class Encoder:
         _check_spread(v, self._owner)
         return PairsDict(list(out.items()))
 
+    def many(self, v: list[Any], depth: int, key: Any = None, owners: list[int] | None = None) -> list[Any]:
+        """The values of a long list, encoded (a table column: ``owners[i]`` holds ``v[i]``
+        under ``key``). One memo lookup per value at C speed; new objects of types met before
+        are numbered together; everything else goes through :meth:`_value`. Every reference
+        is added to the dependencies once."""
+        memo, deps = self._memo, self._deps
+        out: list[Any] = list(map(memo.get, map(id, v), repeat(_MISSING)))
+        if set(map(id, out)) == {id(_MISSING)}:  # nothing met before (a new list of new objects)
+            missing: Any = range(len(v))
+            new = v
+        else:
+            missing = [i for i, x in enumerate(out) if x is _MISSING]
+            deps.extend([ref for ref in out if ref is not _MISSING])
+            if not missing:
+                return out
+            new = [v[i] for i in missing]
+        types = set(map(type, new))
+        for t in types - self._plain - ATOMIC_TYPES - PLAIN_CONTAINERS:
+            if t in self._serializers or t is np.ndarray or issubclass(t, np.generic):
+                continue
+            if self.registry.record_for_type(t) is not None or self.fallback is not None:
+                self._record(t)
+        if types <= self._plain:  # all objects of known types: numbered at once, in order
+            keep, found = self._keep, dict(zip(map(id, new), new))  # none of them numbered yet
+            start = len(keep)
+            memo.update(zip(found, map(Ref, range(start, start + len(found)))))
+            keep.extend(found.values())
+            self._status.extend(repeat(_NEW, len(found)))
+            refs = list(map(memo.__getitem__, map(id, new)))
+            deps.extend(refs)
+            if len(missing) == len(out):
+                return refs
+            for i, ref in zip(missing, refs):
+                out[i] = ref
+            return out
+        for i in missing:
+            x = v[i]
+            if type(x) in ATOMIC_TYPES:
+                out[i] = x
+                continue
+            known = memo.get(id(x))
+            if known is not None:  # a new object met earlier in this list
+                deps.append(known)
+                out[i] = known
+                continue
+            if owners is not None:
+                self._current = owners[i]
+            out[i] = self._array(x, key) if type(x) is np.ndarray else self._value(x, depth)
+        return out
+
     def _list(self, v: list[Any], depth: int) -> list[Any]:
+        if len(v) >= 64:
+            return self.many(v, depth)
         memo, deps, value, plain, keep = self._memo, self._deps, self._value, self._plain, self._keep
         status = self._status
         out: list[Any] = []
@@ -252,12 +329,7 @@ class Encoder:
     def _object(self, v: Any) -> Ref:
         """A new object (the memo was checked by the caller)."""
         t = type(v)
-        serializer = self._serializers.get(t)
-        if serializer is None:
-            serializer = self._serializer_for(t)
-            self.writers[serializer.name] = serializer.version
-            if serializer.canonical is None and (self.substitute is None or serializer.fingerprint is None):
-                self._plain.add(t)
+        serializer = self._serializers.get(t) or self._record(t)
         stand_in = v
         if self.substitute is not None and serializer.fingerprint is not None:
             stand_in = self.substitute(v, serializer)
@@ -277,6 +349,14 @@ class Encoder:
         ref = self._new_ref(v, _NEW)
         self._deps.append(ref)
         return ref
+
+    def _record(self, t: type) -> SerializerRecord:
+        """The serializer of a type met for the first time (raises if it has none)."""
+        serializer = self._serializer_for(t)
+        self.writers[serializer.name] = serializer.version
+        if serializer.canonical is None and (self.substitute is None or serializer.fingerprint is None):
+            self._plain.add(t)
+        return serializer
 
     def _serializer_for(self, t: type) -> SerializerRecord:
         record = self.registry.record_for_type(t)

@@ -14,12 +14,14 @@ twice, they are stored once and load as one object.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..errors import shown
+from ._tables import Table
 from ._values import iter_refs, values_equal
 
 __all__ = [
@@ -36,8 +38,16 @@ __all__ = [
 #: ``(id, name, version, state)``: one entry of the node table, in either form.
 NodeTuple = tuple[Any, Any, Any, Any]
 
-#: Version of the graph encoding that every backend writes. Readers refuse newer files.
-FORMAT_VERSION = 1
+#: Newest version of the graph encoding; readers refuse newer files. Backends write
+#: version 2 for graphs with node tables (:class:`~ngser.graph.Table`), version 1 otherwise,
+#: so that files without tables still open in ngser releases that read only version 1.
+FORMAT_VERSION = 2
+
+
+def format_of(graph: Graph) -> int:
+    """The format version a backend writes ``graph`` in (see :data:`FORMAT_VERSION`)."""
+    return 2 if graph.tables else 1
+
 
 #: Plain containers (list, dict, tuple, ...) nested deeper than this inside one state
 #: are refused with :class:`ngser.GraphError`; objects with serializers do not count,
@@ -143,10 +153,12 @@ class Graph:
     if someone asks for it. ``writers`` maps every serializer name in the graph to
     the version that wrote it (the file header repeats it so tools can see it
     without reading nodes). ``meta`` holds backend-neutral header fields (``ngser``
-    version, format version).
+    version, format version). ``tables`` holds nodes stored by type, column by column
+    (:class:`~ngser.graph.Table`); :attr:`nodes` and :meth:`node_tuples` show their rows in
+    loading order among the other nodes, :attr:`flat_nodes` holds only the others.
     """
 
-    __slots__ = ("_flat", "_nodes", "arrays", "meta", "root", "writers")
+    __slots__ = ("_flat", "_nodes", "arrays", "meta", "root", "tables", "writers")
 
     def __init__(
         self,
@@ -162,6 +174,7 @@ class Graph:
         self.arrays = arrays
         self.writers = writers if writers is not None else {}
         self.meta = meta if meta is not None else {}
+        self.tables: list[Table] = []
 
     @classmethod
     def from_flat(
@@ -171,8 +184,10 @@ class Graph:
         arrays: list[ArrayNode],
         writers: dict[str, int] | None = None,
         meta: dict[str, Any] | None = None,
+        tables: list[Table] | None = None,
     ) -> Graph:
-        """A graph whose node table is the flat list ``[id, name, version, state, ...]``.
+        """A graph whose node table is the flat list ``[id, name, version, state, ...]``
+        (and ``tables``, whose :attr:`Table.at` count entries of that list).
 
         >>> Graph.from_flat(None, [0, "pkg.Thing", 1, {}], []).nodes
         [ObjectNode(id=0, name='pkg.Thing', version=1)]
@@ -181,33 +196,49 @@ class Graph:
             raise ValueError("a flat node table has 4 entries per node")
         graph = cls(root, [], arrays, writers, meta)
         graph._nodes, graph._flat = None, flat
+        graph.tables = tables or []
         return graph
 
     @property
     def nodes(self) -> list[ObjectNode]:
-        """The node table, children before parents."""
-        if self._nodes is None:
-            self._nodes = nodes_from_flat(self._flat or [])
+        """Every object node (the rows of tables too), children before parents."""
+        if self._nodes is None or self.tables:
+            return list(map(make_node, self.node_tuples()))
         return self._nodes
 
     @property
     def flat_nodes(self) -> list[Any]:
-        """The node table as one flat list ``[id, name, version, state, id, ...]``."""
+        """The nodes not in tables as one flat list ``[id, name, version, state, id, ...]``."""
         if self._flat is None:
             self._flat = flatten_nodes(self._nodes or [])
         return self._flat
 
-    def node_tuples(self) -> Iterator[NodeTuple]:
-        """``(id, name, version, state)`` for each node in table order, from either form."""
+    def node_tuples(self, rows: bool = True) -> Iterator[NodeTuple]:
+        """``(id, name, version, state)`` for each node in loading order, from any form;
+        with ``rows=False`` only the nodes not in tables."""
         if self._nodes is not None:
-            return iter(self._nodes)
-        items = iter(self._flat or [])
-        return zip(items, items, items, items)
+            single: Iterator[NodeTuple] = iter(self._nodes)
+        else:
+            items = iter(self._flat or [])
+            single = zip(items, items, items, items)
+        if not self.tables or not rows:
+            return single
+        return self._interleaved(single)
+
+    def _interleaved(self, single: Iterator[NodeTuple]) -> Iterator[NodeTuple]:
+        done = 0
+        for table in sorted(self.tables, key=lambda t: t.at):
+            if table.at > done:
+                yield from itertools.islice(single, table.at - done)
+                done = table.at
+            yield from table.rows()
+        yield from single
 
     @property
     def node_count(self) -> int:
-        """The number of object nodes."""
-        return len(self._nodes) if self._nodes is not None else len(self._flat or []) // 4
+        """The number of object nodes (the rows of tables included)."""
+        single = len(self._nodes) if self._nodes is not None else len(self._flat or []) // 4
+        return single + sum(map(len, self.tables))
 
     def array_owners(self) -> dict[int, tuple[int, str | None]]:
         """``{array id: (owner node id, dict key or None)}`` for every array an object's
