@@ -228,6 +228,8 @@ def pack_tables(tables: list[Table]) -> list[list[Any]]:
     """Node tables as graph values: ``[name, version, keys, at, ids, columns]`` each, where ``ids``
     is little-endian int64 bytes and each column ``[kind, data]`` holds bytes of its
     :data:`~ngser.graph.COLUMN_KINDS` dtype or, for ``values``, a list of graph values."""
+    for table in tables:  # a graph made by hand may hold anything
+        table.check("cannot write the graph: ")
     return [
         [t.name, t.version, list(t.keys), t.at, _bytes(t.ids, COLUMN_KINDS["int"]), [_packed(c) for c in t.columns]]
         for t in tables

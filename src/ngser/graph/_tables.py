@@ -126,6 +126,8 @@ class Table:
             raise FormatError(f"{where} has a damaged header; the file is damaged")
         if not isinstance(self.ids, np.ndarray) or self.ids.dtype != np.int64 or self.ids.ndim != 1:
             raise FormatError(f"{where} has no valid id column; the file is damaged")
+        if len(self.ids) and int(self.ids.min()) < 0:
+            raise FormatError(f"{where} has a negative node id; the file is damaged")
         if type(self.keys) is not tuple or not all(type(k) is str for k in self.keys):
             raise FormatError(f"{where} has keys that are not strings; the file is damaged")
         if len(set(self.keys)) != len(self.keys) or len(self.keys) != len(self.columns):
