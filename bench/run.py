@@ -166,9 +166,27 @@ def bench_small(tmp: Path, quick: bool) -> None:
         f"\n(C pickle, garbage collector on: dumps {base_dumps * 1e3:.0f} ms, loads {base_loads * 1e3:.0f} ms, "
         f"{len(data) / 1e6:.1f} MB; with the collector off: {times.best('C pickle, gc off') * 1e3:.0f} ms)"
     )
-    report(f"{n:,} small registered objects sharing 1,000 parents vs C pickle of plain classes", rows, 2.0)
+    report(f"{n:,} small registered objects sharing 1,000 parents vs C pickle of plain classes", rows, 1.0)
     off = [times.row(f"ngser {fmt} dumps+loads", fmt, "C pickle, gc off") for fmt in blobs]
     report("the same vs C pickle with the garbage collector off (ngser pauses it; no target)", off)
+    if not quick:
+        bench_small_scaling()
+
+
+def bench_small_scaling() -> None:
+    """Cost per object of msgpack dumps + loads from 10^4 to 10^6 objects (1,000 shared parents)."""
+    print("\ncost per object, msgpack dumps + loads (best of 5; target: constant within 20%)")
+    per: dict[int, float] = {}
+    for count in (10_000, 100_000, 1_000_000):
+        parents = [Parent(f"p{i}", i) for i in range(1000)]
+        objs = [Child(parents[i % 1000], float(i), f"c{i}") for i in range(count)]
+        for obj in (*objs, *parents):
+            vars(obj)
+        times = timed({"msgpack": lambda o=objs: ngser.loads(ngser.dumps(o, format="msgpack"))}, repeat=5)
+        per[count] = times.best("msgpack") / count
+        print(f"  {count:>9,} objects: {per[count] * 1e9:6.0f} ns per object")
+        del objs, parents
+    print(f"  largest / smallest: {max(per.values()) / min(per.values()):.2f}")
 
 
 @ngser.register(name="bench.Holder")

@@ -202,8 +202,10 @@ class Graph:
     @property
     def nodes(self) -> list[ObjectNode]:
         """Every object node (the rows of tables too), children before parents."""
-        if self._nodes is None or self.tables:
+        if self.tables:  # made anew each time: the rows are stored in their tables
             return list(map(make_node, self.node_tuples()))
+        if self._nodes is None:
+            self._nodes = nodes_from_flat(self._flat or [])
         return self._nodes
 
     @property
