@@ -247,18 +247,30 @@ def test_a_table_id_used_by_a_single_node_is_refused() -> None:
         ngser.decode(graph, registry=REGISTRY)
 
 
+ONE_ID = [0, False, 1, b"\x00"]
+POINT = ["ngser_fixtures.Point", 1, ["x"], 0]
+
+
 @pytest.mark.parametrize(
     "packed",
     [
         "tables",
         ["not a table"],
-        [["ngser_fixtures.Point", 1, ["x"], 0, b"\x00" * 7, [["float", b""]]]],
-        [["ngser_fixtures.Point", 1, ["x"], 0, b"\x00" * 8, [["bool", b"\x02"]]]],
-        [["ngser_fixtures.Point", 1, ["x"], 0, b"\x00" * 8, [["float"]]]],
-        [["ngser_fixtures.Point", 1, ["x"], 0, b"\x00" * 8, "columns"]],
-        [["ngser_fixtures.Point", 1, "x", 0, b"\x00" * 8, []]],
+        [[*POINT, [0, False, 8, b"\x00" * 7], [["float", b"\x00" * 8]]]],
+        [[*POINT, [0, False, 3, b"\x00" * 3], [["float", b"\x00" * 8]]]],
+        [[*POINT, [2**63, False, 1, b"\x00"], [["float", b"\x00" * 8]]]],
+        [[*POINT, [0, 1, 1, b"\x00"], [["float", b"\x00" * 8]]]],
+        [[*POINT, b"\x00" * 8, [["float", b"\x00" * 8]]]],
+        [[*POINT, ONE_ID, [["bool", b"\x02"]]]],
+        [[*POINT, ONE_ID, [["float", b"\x00" * 7]]]],
+        [[*POINT, ONE_ID, [["ref", b"\x00" * 8]]]],
+        [[*POINT, ONE_ID, [["float"]]]],
+        [[*POINT, ONE_ID, "columns"]],
+        [[*POINT, ONE_ID, [["float", b"\x00" * 8], ["float", b"\x00" * 8]]]],
+        [["ngser_fixtures.Point", 1, "x", 0, ONE_ID, []]],
     ],
-    ids=["not a list", "entry", "ids bytes", "bool byte", "column", "columns", "keys"],
+    ids=["not a list", "entry", "ids bytes", "ids width", "ids base", "ids deltas flag", "ids raw", "bool byte",
+         "float bytes", "ref raw", "column", "columns", "more columns than keys", "keys"],  # fmt: skip
 )
 def test_damaged_msgpack_tables_are_refused(packed: Any) -> None:
     from helpers import msgpack_file
@@ -272,9 +284,34 @@ def test_a_damaged_list_of_references_is_refused() -> None:
     from helpers import msgpack_file
 
     marker = msgpack.ExtType(2, b"\x05")
-    doc = {"format": 2, "ngser": "0", "writers": {}, "root": [marker, b"\x00" * 9], "nodes": [], "arrays": []}
+    doc = {"format": 2, "ngser": "0", "writers": {}, "root": [marker, b"\x00" * 8], "nodes": [], "arrays": []}
     with pytest.raises(ngser.FormatError, match="list of references"):
         ngser.loads(msgpack_file(msgpack.packb(doc, use_bin_type=True)), registry=REGISTRY)
+
+
+def test_a_valid_hand_made_msgpack_table_loads() -> None:
+    from helpers import msgpack_file
+
+    doc = {"format": 2, "ngser": "0", "writers": {"ngser_fixtures.Point": 1}, "nodes": [], "arrays": [],
+           "root": [msgpack.ExtType(2, b"\x05"), [7, True, 1, b"\x00"]],
+           "tables": [[*POINT[:2], ["x", "y"], 0, [7, False, 1, b"\x00"], [["float", b"\x00" * 8], ["ref", [-1, False, 1, b"\x00"]]]]]}  # fmt: skip
+    (point,) = ngser.loads(msgpack_file(msgpack.packb(doc, use_bin_type=True)), registry=REGISTRY)
+    assert (point.x, point.y) == (0.0, None)
+
+
+@pytest.mark.parametrize("values", [[], [5], [2**63 - 1, -(2**63), 0], list(range(10**5, 10**5 + 300)) * 2, [-1] * 9])
+def test_packed_integer_sequences_give_the_values_back(values: list[int]) -> None:
+    from ngser.backends._arrays import pack_ints, unpack_ints
+
+    packed = pack_ints(np.array(values, np.int64))
+    assert unpack_ints(packed, "test").tolist() == values
+    assert len(packed[3]) <= 8 * len(values)
+
+
+def test_ids_in_order_cost_a_byte_each() -> None:
+    from ngser.backends._arrays import pack_ints
+
+    assert len(pack_ints(np.arange(10**6, 2 * 10**6))[3]) == 10**6
 
 
 def test_tables_of_a_hand_made_graph() -> None:

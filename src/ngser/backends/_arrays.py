@@ -15,6 +15,8 @@ from ..errors import FormatError, shown
 from ._checksum import crc32
 
 __all__ = [
+    "pack_ints",
+    "unpack_ints",
     "describe_dtype",
     "parse_dtype",
     "raw_view",
@@ -291,3 +293,53 @@ class LazyArray:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray[Any, Any]:
         data = self.entry.array(self._read(self.entry))
         return data if dtype is None else data.astype(dtype)
+
+
+#: Widths (bytes) of the signed little-endian integers :func:`pack_ints` may store.
+_WIDTHS: dict[int, np.dtype[Any]] = {1: np.dtype("<i1"), 2: np.dtype("<i2"), 4: np.dtype("<i4"), 8: np.dtype("<i8")}
+
+
+def pack_ints(values: np.ndarray[Any, Any]) -> list[Any]:
+    """An int64 sequence as ``[base, deltas, width, bytes]``: ``bytes`` holds little-endian signed
+    ints of ``width`` bytes, and value ``i`` is ``base + data[i]`` or, with ``deltas``,
+    ``base + data[0] + ... + data[i]`` (ids handed out in order differ by 1), whichever is shorter.
+    All in int64 arithmetic, which wraps around and so always gives the values back exactly.
+
+    >>> pack_ints(np.arange(1000, 1004))
+    [1000, False, 1, b'\\x00\\x01\\x02\\x03']
+    """
+    values = np.ascontiguousarray(values, np.int64)
+    if not len(values):
+        return [0, False, 1, b""]
+    low, first = int(values.min()), int(values[0])
+    with np.errstate(over="ignore"):
+        offsets = values - np.int64(low)
+        differences = np.diff(values, prepend=np.int64(first))
+    plain, delta = _width(offsets), _width(differences)
+    if delta < plain:
+        return [first, True, delta, differences.astype(_WIDTHS[delta]).tobytes()]
+    return [low, False, plain, offsets.astype(_WIDTHS[plain]).tobytes()]
+
+
+def _width(data: np.ndarray[Any, Any]) -> int:
+    """The fewest bytes that hold every value of ``data``."""
+    low, high = int(data.min()), int(data.max())
+    return next(w for w, dtype in _WIDTHS.items() if np.iinfo(dtype).min <= low and high <= np.iinfo(dtype).max)
+
+
+def unpack_ints(packed: Any, where: str) -> np.ndarray[Any, Any]:
+    """The int64 array of a :func:`pack_ints` list."""
+    if not (isinstance(packed, list) and len(packed) == 4):
+        raise FormatError(f"{where}: a packed integer column is damaged")
+    base, deltas, width, data = packed
+    dtype = _WIDTHS.get(width) if type(width) is int else None
+    if type(base) is not int or not -(2**63) <= base < 2**63 or type(deltas) is not bool:
+        raise FormatError(f"{where}: a packed integer column is damaged")
+    if dtype is None or not isinstance(data, bytes) or len(data) % dtype.itemsize:
+        raise FormatError(f"{where}: a packed integer column is damaged")
+    values: np.ndarray[Any, Any] = np.frombuffer(data, dtype).astype(np.int64)
+    with np.errstate(over="ignore"):
+        if deltas:
+            np.cumsum(values, out=values)
+        values += np.int64(base)
+    return values

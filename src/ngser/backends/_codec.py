@@ -25,7 +25,6 @@ a kind without an encoding is an error here, not a silent gap in one backend.
 from __future__ import annotations
 
 import functools
-import operator
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -34,24 +33,23 @@ import msgpack
 import numpy as np
 
 from ..errors import FormatError, VersionError, shown
-from ..graph import COLUMN_KINDS, FORMAT_VERSION, KINDS, Column, Graph, Kind, PairsDict, Ref, Table, check_hash_spread
-from ._arrays import describe_dtype, parse_dtype, scalar_bytes, scalar_from_bytes
+from ..graph import FORMAT_VERSION, KINDS, Kind, PairsDict, Ref, check_hash_spread
+from ._arrays import describe_dtype, parse_dtype, scalar_bytes, scalar_from_bytes, unpack_ints
 
 __all__ = [
     "pack_value_document",
     "unpack_value_document",
     "check_format",
     "checked_flat",
-    "pack_tables",
-    "unpack_tables",
+    "ref_list",
 ]
 
 # ext type codes
 EXT_REF, EXT_MARK, EXT_COMPLEX, EXT_BIGINT, EXT_SCALAR = 1, 2, 3, 4, 5
 # marker kinds: a list whose first element is a marker is a tagged compound
 TUPLE, SET, FROZENSET, PAIRS = 1, 2, 3, 4
-#: marker of a list of references stored as its ids: ``[marker, little-endian int64 bytes]``
-#: (format 2: see :func:`pack_root`)
+#: marker of a list of references stored as its ids: ``[marker, ids]``, the ids packed by
+#: :func:`~ngser.backends._arrays.pack_ints` (format 2: see ``_columns.pack_root``)
 REF_LIST = 5
 
 #: Kinds msgpack stores as themselves (``int`` within 64 bits).
@@ -156,9 +154,9 @@ def _list_hook(items: list[Any]) -> Any:
         return items
     kind = items[0].kind
     if kind == REF_LIST:
-        if len(items) != 2 or type(items[1]) is not bytes or len(items[1]) % 8:
+        if len(items) != 2:
             raise FormatError("a list of references is damaged")
-        return list(map(Ref, np.frombuffer(items[1], "<i8").tolist()))
+        return list(map(Ref, unpack_ints(items[1], "a list of references").tolist()))
     if kind == TUPLE:
         return tuple(items[1:])
     if kind == PAIRS:
@@ -196,91 +194,16 @@ def unpack_value_document(data: bytes | memoryview, where: str) -> Any:
         raise FormatError(f"{where}: the graph is damaged ({type(exc).__name__}: {exc})") from exc
 
 
+def ref_list(ids: Any) -> list[Any]:
+    """The marked list that stores a list of references by their ids (packed by ``pack_ints``)."""
+    return [_MARK_EXT[REF_LIST], ids]
+
+
 def checked_flat(flat: Any, source: str) -> list[Any]:
     """The flat node table ``[id, name, version, state, ...]``, if it has that shape."""
     if not isinstance(flat, list) or len(flat) % 4:
         raise FormatError(f"{source}: the node table is damaged")
     return flat
-
-
-def pack_root(graph: Graph) -> Any:
-    """The root value as stored: in format 2 (a graph with tables) a long list of references,
-    at the top or as a value of a top-level dict, is one :data:`REF_LIST` (8 bytes per
-    reference instead of an extension type each)."""
-    root = graph.root
-    if not graph.tables:
-        return root
-    if type(root) is dict:
-        return {key: _ref_list(value) for key, value in root.items()}
-    return _ref_list(root)
-
-
-def _ref_list(value: Any) -> Any:
-    if type(value) is list and len(value) >= 64 and set(map(type, value)) == {Ref}:
-        return [_MARK_EXT[REF_LIST], np.fromiter(map(_ref_id, value), "<i8", len(value)).tobytes()]
-    return value
-
-
-_ref_id = operator.attrgetter("id")
-
-
-def pack_tables(tables: list[Table]) -> list[list[Any]]:
-    """Node tables as graph values: ``[name, version, keys, at, ids, columns]`` each, where ``ids``
-    is little-endian int64 bytes and each column ``[kind, data]`` holds bytes of its
-    :data:`~ngser.graph.COLUMN_KINDS` dtype or, for ``values``, a list of graph values."""
-    for table in tables:  # a graph made by hand may hold anything
-        table.check("cannot write the graph: ")
-    return [
-        [t.name, t.version, list(t.keys), t.at, _bytes(t.ids, COLUMN_KINDS["int"]), [_packed(c) for c in t.columns]]
-        for t in tables
-    ]
-
-
-def _packed(column: Column) -> list[Any]:
-    dtype = COLUMN_KINDS[column.kind]
-    return [column.kind, column.data if dtype is None else _bytes(column.data, dtype)]
-
-
-def _bytes(array: np.ndarray, dtype: np.dtype[Any] | None) -> bytes:
-    return np.ascontiguousarray(array, dtype).tobytes()
-
-
-def unpack_tables(packed: Any, source: str) -> list[Table]:
-    """The inverse of :func:`pack_tables`, every part checked (:meth:`~ngser.graph.Table.check`)."""
-    if packed is None:
-        return []
-    if not isinstance(packed, list):
-        raise FormatError(f"{source}: the node tables are damaged")
-    tables = []
-    for entry in packed:
-        if not (isinstance(entry, list) and len(entry) == 6 and isinstance(entry[2], list)):
-            raise FormatError(f"{source}: a node table is damaged")
-        name, version, keys, at, ids, columns = entry
-        if not isinstance(columns, list):
-            raise FormatError(f"{source}: the columns of node table {name!r} are damaged")
-        where = f"{source}: node table {name!r}"
-        table = Table(name, version, tuple(keys), _array(ids, "int", where), [_column(c, where) for c in columns], at)
-        table.check(f"{source}: ")
-        tables.append(table)
-    return tables
-
-
-def _column(packed: Any, where: str) -> Column:
-    if not (isinstance(packed, list) and len(packed) == 2 and type(packed[0]) is str and packed[0] in COLUMN_KINDS):
-        raise FormatError(f"{where}: a column is damaged")
-    kind, data = packed
-    return Column(kind, data if COLUMN_KINDS[kind] is None else _array(data, kind, where))
-
-
-def _array(data: Any, kind: str, where: str) -> np.ndarray:
-    dtype = COLUMN_KINDS[kind]
-    assert dtype is not None
-    if not isinstance(data, bytes) or len(data) % dtype.itemsize:
-        raise FormatError(f"{where}: a column of kind {kind!r} is damaged")
-    array = np.frombuffer(data, dtype)
-    if kind == "bool" and len(data) and max(data) > 1:
-        raise FormatError(f"{where}: a column of kind 'bool' holds values that are not 0 or 1")
-    return array
 
 
 def check_format(version: Any, source: str) -> None:

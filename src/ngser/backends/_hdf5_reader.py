@@ -23,7 +23,8 @@ from . import DEFAULT_LIMITS, Limits
 from . import hdf5_layout as layout
 from ._arrays import ArrayEntry, LazyArray, check_disjoint
 from ._checksum import crc32_async
-from ._codec import check_format, unpack_tables, unpack_value_document
+from ._codec import check_format, unpack_value_document
+from ._columns import unpack_tables
 from ._hdf5_checks import Inspector
 
 __all__ = ["read_file", "why"]

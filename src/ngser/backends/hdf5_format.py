@@ -37,7 +37,8 @@ from . import DEFAULT_LIMITS, Backend, Limits, PathLike
 from . import hdf5_layout as layout
 from ._arrays import ArrayEntry, describe_dtype
 from ._checksum import CrcJob, crc32_async
-from ._codec import pack_root, pack_tables, pack_value_document
+from ._codec import pack_value_document
+from ._columns import pack_root, pack_tables
 from ._hdf5_reader import read_file, why
 from ._writeback import WriteBehind
 

@@ -26,15 +26,8 @@ from ..graph import ArrayNode, Graph, format_of
 from . import DEFAULT_LIMITS, Limits, PathLike, StreamBackend
 from ._arrays import ArrayEntry, LazyArray, check_disjoint, payload_reader, read_payload
 from ._checksum import crc32_async, crc32_combine
-from ._codec import (
-    check_format,
-    checked_flat,
-    pack_root,
-    pack_tables,
-    pack_value_document,
-    unpack_tables,
-    unpack_value_document,
-)
+from ._codec import check_format, checked_flat, pack_value_document, unpack_value_document
+from ._columns import pack_root, pack_tables, unpack_tables
 
 __all__ = ["MsgpackBackend", "PlannedFile", "MAGIC", "ALIGN", "PRELUDE", "ROW"]
 

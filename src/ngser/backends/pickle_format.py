@@ -39,15 +39,8 @@ from ..graph import ArrayNode, Graph, format_of
 from . import DEFAULT_LIMITS, Limits, PathLike, StreamBackend, _nothing
 from ._arrays import ArrayEntry, LazyArray, payload_reader
 from ._checksum import crc32, crc32_async
-from ._codec import (
-    check_format,
-    checked_flat,
-    pack_root,
-    pack_tables,
-    pack_value_document,
-    unpack_tables,
-    unpack_value_document,
-)
+from ._codec import check_format, checked_flat, pack_value_document, unpack_value_document
+from ._columns import pack_root, pack_tables, unpack_tables
 
 __all__ = ["PickleBackend", "RestrictedUnpickler", "ForeignPickleError", "TAG", "ROW"]
 
