@@ -242,7 +242,7 @@ class Encoder:
         is added to the dependencies once."""
         memo, deps = self._memo, self._deps
         out: list[Any] = list(map(memo.get, map(id, v), repeat(_MISSING)))
-        if set(map(id, out)) == {id(_MISSING)}:  # nothing met before (a new list of new objects)
+        if not memo or set(map(id, out)) == {id(_MISSING)}:  # nothing met before (a new list of new objects)
             missing: Any = range(len(v))
             new = v
         else:
@@ -260,10 +260,13 @@ class Encoder:
         if types <= self._plain:  # all objects of known types: numbered at once, in order
             keep, found = self._keep, dict(zip(map(id, new), new))  # none of them numbered yet
             start = len(keep)
-            memo.update(zip(found, map(Ref, range(start, start + len(found)))))
+            numbered = list(map(Ref, range(start, start + len(found))))
+            fresh = dict(zip(found, numbered))
+            memo.update(fresh)
             keep.extend(found.values())
             self._status.extend(repeat(_NEW, len(found)))
-            refs = list(map(memo.__getitem__, map(id, new)))
+            # each new object once: the new refs themselves; else looked up in the (small) dict of new ones
+            refs = numbered if len(found) == len(new) else list(map(fresh.__getitem__, map(id, new)))
             deps.extend(refs)
             if len(missing) == len(out):
                 return refs
