@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import ngser
-from fixture_types import REGISTRY, Field, Node, Point, fixture_objects, fixture_values, same
+from fixture_types import REGISTRY, Field, Node, Point, fixture_objects, fixture_tables, fixture_values, same
 from helpers import msgpack_file, msgpack_parts
 from ngser.backends._codec import pack_value_document, unpack_value_document
 
@@ -57,6 +57,8 @@ def corpus(fmt: str) -> list[bytes]:
     objects: list[Any] = [
         fixture_values(),
         fixture_objects(),
+        fixture_tables(),  # node tables (format 2)
+        [Point(float(i), -1.0) for i in range(70)],
         {"a": np.arange(300.0), "b": [Point(1.0, 2.0)] * 3},
         [Field(np.ones((4, 5), dtype="<f4"), Point(0.0, 0.0), "m")],
         [],
@@ -151,19 +153,42 @@ def msgpack_table(rng: random.Random, data: bytes, _: list[bytes]) -> bytes:
         entry = rng.choice(doc["arrays"])
         entry[rng.randrange(len(entry))] = hostile
     else:
-        doc[rng.choice(["format", "writers", "root", "nodes", "arrays", "ngser"])] = hostile
+        doc[rng.choice(["format", "writers", "root", "nodes", "arrays", "ngser", "tables"])] = hostile
+    return _msgpack_rebuild(data, pack_value_document(doc))
+
+
+def msgpack_node_table(rng: random.Random, data: bytes, others: list[bytes]) -> bytes:
+    """A field of a node table (format 2), of one of its columns or of a packed integer sequence
+    given a hostile value; files without tables get a generic mutation."""
+    doc = unpack_value_document(msgpack_parts(data)[0], "fuzz")
+    tables = doc.get("tables")
+    if not tables:
+        return flip_bytes(rng, data, others)
+    table = rng.choice(tables)
+    hostile = rng.choice([-1, 2**63, 2**64, 0, 3, 9, None, "x", b"\x00" * 7, [], [0, True, 1], [2**40, False, 8, b""]])
+    where = rng.random()
+    if where < 0.3:
+        table[rng.randrange(6)] = hostile
+    elif where < 0.6 and table[5]:
+        column = rng.choice(table[5])
+        column[rng.randrange(2)] = hostile
+    else:
+        packed = table[4] if where < 0.8 or not table[5] else rng.choice(table[5])[1]
+        if isinstance(packed, list) and packed:
+            packed[rng.randrange(len(packed))] = hostile
     return _msgpack_rebuild(data, pack_value_document(doc))
 
 
 def pickle_inner(rng: random.Random, data: bytes, others: list[bytes]) -> bytes:
     """The inner graph pickle damaged behind a recomputed checksum, or an array table entry changed."""
     tag, version, inner, _, buffers = pickle.loads(data)
-    header, root, flat, table = unpack_value_document(inner, "fuzz")
+    body = unpack_value_document(inner, "fuzz")
+    header, root, flat, table = body[:4]
     if table and rng.random() < 0.4:
         entry = list(rng.choice(table))
         entry[rng.randrange(6)] = rng.choice([-1, 2**64, "<f8", ">f8", "|O", (2**40,), (), True, None, "x"])
         table[0] = tuple(entry)
-        inner = pack_value_document([header, root, flat, table])
+        inner = pack_value_document([header, root, flat, table, *body[4:]])  # node tables (format 2) kept
     else:
         inner = rng.choice((flip_bytes, insert_run, delete_run, overwrite_integer, truncate))(rng, inner, others)
     version = rng.choice((version, version, version, 0, 2, "1", None))
@@ -173,7 +198,7 @@ def pickle_inner(rng: random.Random, data: bytes, others: list[bytes]) -> bytes:
 Mutator = Callable[[random.Random, bytes, list[bytes]], bytes]
 GENERIC: list[Mutator] = [flip_bytes, insert_run, delete_run, truncate, overwrite_integer, splice]
 SPECIFIC: dict[str, list[Mutator]] = {
-    "msgpack": [msgpack_header, msgpack_document, msgpack_document, msgpack_table, msgpack_table],
+    "msgpack": [msgpack_header, msgpack_document, msgpack_document, msgpack_table, msgpack_table, msgpack_node_table],
     "pickle": [pickle_inner, pickle_inner, pickle_inner],
 }
 

@@ -9,6 +9,7 @@ behave as they do for single nodes.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -209,6 +210,7 @@ DAMAGE = {
     "duplicate keys": lambda t: setattr(t, "keys", ("x", "x")),
     "fewer keys": lambda t: setattr(t, "keys", ("x",)),
     "negative position": lambda t: setattr(t, "at", -1),
+    "position beyond the nodes": lambda t: setattr(t, "at", 2**63),
     "ids as floats": lambda t: setattr(t, "ids", t.ids.astype(float)),
     "duplicate ids": lambda t: t.ids.__setitem__(slice(0, 2), 5),
     "negative id": lambda t: t.ids.__setitem__(0, -3),
@@ -269,8 +271,22 @@ POINT = ["ngser_fixtures.Point", 1, ["x"], 0]
         [[*POINT, ONE_ID, [["float", b"\x00" * 8], ["float", b"\x00" * 8]]]],
         [["ngser_fixtures.Point", 1, "x", 0, ONE_ID, []]],
     ],
-    ids=["not a list", "entry", "ids bytes", "ids width", "ids base", "ids deltas flag", "ids raw", "bool byte",
-         "float bytes", "ref raw", "column", "columns", "more columns than keys", "keys"],  # fmt: skip
+    ids=[
+        "not a list",
+        "entry",
+        "ids bytes",
+        "ids width",
+        "ids base",
+        "ids deltas flag",
+        "ids raw",
+        "bool byte",
+        "float bytes",
+        "ref raw",
+        "column",
+        "columns",
+        "more columns than keys",
+        "keys",
+    ],
 )
 def test_damaged_msgpack_tables_are_refused(packed: Any) -> None:
     from helpers import msgpack_file
@@ -292,9 +308,11 @@ def test_a_damaged_list_of_references_is_refused() -> None:
 def test_a_valid_hand_made_msgpack_table_loads() -> None:
     from helpers import msgpack_file
 
-    doc = {"format": 2, "ngser": "0", "writers": {"ngser_fixtures.Point": 1}, "nodes": [], "arrays": [],
-           "root": [msgpack.ExtType(2, b"\x05"), [7, True, 1, b"\x00"]],
-           "tables": [[*POINT[:2], ["x", "y"], 0, [7, False, 1, b"\x00"], [["float", b"\x00" * 8], ["ref", [-1, False, 1, b"\x00"]]]]]}  # fmt: skip
+    columns = [["float", b"\x00" * 8], ["ref", [-1, False, 1, b"\x00"]]]
+    table = [*POINT[:2], ["x", "y"], 0, [7, False, 1, b"\x00"], columns]
+    root = [msgpack.ExtType(2, b"\x05"), [7, True, 1, b"\x00"]]
+    doc = {"format": 2, "ngser": "0", "writers": {"ngser_fixtures.Point": 1}, "nodes": [], "arrays": [], "root": root}
+    doc["tables"] = [table]
     (point,) = ngser.loads(msgpack_file(msgpack.packb(doc, use_bin_type=True)), registry=REGISTRY)
     assert (point.x, point.y) == (0.0, None)
 
@@ -321,3 +339,33 @@ def test_tables_of_a_hand_made_graph() -> None:
     a, b = ngser.decode(graph, registry=REGISTRY)
     assert (a.x, b.x, a.y, b.y) == (1.0, 2.0, a, None)
     assert same([a, b], ngser.loads(get_backend("msgpack").write_bytes(graph), registry=REGISTRY))
+
+
+class Link:
+    def __init__(self, following: Link | None) -> None:
+        self.following = following
+        self.depth = 0 if following is None else following.depth + 1
+
+
+def test_a_table_loads_under_a_newer_one_phase_serializer(fmt: str) -> None:
+    # written with the default serializer (two-phase: rows in any order, here each refers to the
+    # next row); read by a version-2 serializer that builds a Link from its complete followers
+    old, new = ngser.Registry(), ngser.Registry()
+    ngser.register(Link, name="tests.Link", registry=old)
+    ngser.register(
+        Link,
+        name="tests.Link",
+        version=2,
+        dump=lambda link: {"following": link.following},
+        load=lambda state: Link(state["following"]),
+        registry=new,
+    )
+    ngser.migration("tests.Link", from_version=1, registry=new)(lambda state: {"following": state["following"]})
+    links: list[Link] = [Link(None)]
+    for _ in range(99):
+        links.append(Link(links[-1]))
+    links.reverse()  # the root list meets each link before the one it refers to
+    assert ngser.encode(links, registry=old).tables
+    loaded = ngser.loads(ngser.dumps(links, format=fmt, registry=old), registry=new)
+    assert [link.depth for link in loaded] == list(range(99, -1, -1))
+    assert all(a.following is b for a, b in itertools.pairwise(loaded))

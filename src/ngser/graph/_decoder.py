@@ -21,7 +21,7 @@ from ..errors import ArgumentError, FormatError, GraphError, NgserError, Seriali
 from ..serializers import Registry, Serializer, SerializerRecord, default_registry, record_of
 from ._model import MAX_DEPTH, Graph, NodeTuple, ObjectNode, RawNode, make_node
 from ._tables import Column, Table
-from ._values import ATOMIC_TYPES, PairsDict, Ref, check_hash_spread
+from ._values import ATOMIC_TYPES, PairsDict, Ref, check_hash_spread, iter_refs
 
 __all__ = ["Decoder", "Unknown"]
 
@@ -89,8 +89,14 @@ class Decoder:
         plans = self._plans
         ids: set[Any] = set()
         add = ids.add
+        single_count = graph.node_count - sum(map(len, graph.tables))
         for table in graph.tables:
             table.check(self.source)
+            if table.at > single_count:
+                raise FormatError(
+                    f"{self.source}the table of {shown(table.name)} nodes is placed after node {table.at}, but "
+                    f"there are {single_count} nodes; the file is damaged"
+                )
             if (table.name, table.version) not in plans:
                 self._plan(ObjectNode(int(table.ids[0]) if len(table) else 0, table.name, table.version, None))
             ids.update(table.ids.tolist())
@@ -132,7 +138,8 @@ class Decoder:
     def _fill(self, table: Table) -> None:
         """Fill the rows of ``table`` (made empty up front), or build them one by one."""
         if self._fast_create(table) is None:  # upgrades, stand-ins, raw nodes: node by node
-            self._build_all(table.rows())
+            rows = list(table.rows())
+            self._build_all(rows if self._plans[(table.name, table.version)][1] else _children_first(rows))
             return
         ids = table.ids.tolist()
         self._current = (ids[0] if ids else None, table.name, table.version, None)
@@ -350,3 +357,29 @@ def _checked_array(array: Any, nid: int, source: str) -> np.ndarray:
     if not isinstance(array, np.ndarray) or array.dtype.hasobject:
         raise FormatError(f"{source}array node {nid} is not a numeric numpy array; the file is damaged")
     return array
+
+
+def _children_first(rows: list[NodeTuple]) -> list[NodeTuple]:
+    """The rows of a table in post order among themselves, for a serializer that builds its
+    objects in one phase (a table is written for two-phase objects, in any order: a newer
+    serializer of the type may need each row's children built first)."""
+    index = {row[0]: row for row in rows}
+    done: set[int] = set()
+    order: list[NodeTuple] = []
+    for first in rows:
+        if first[0] in done:
+            continue
+        done.add(first[0])
+        stack = [(first, iter_refs(first[3]))]
+        while stack:
+            row, refs = stack[-1]
+            for ref, _ in refs:
+                child = index.get(ref.id)
+                if child is not None and ref.id not in done:
+                    done.add(ref.id)
+                    stack.append((child, iter_refs(child[3])))
+                    break
+            else:
+                stack.pop()
+                order.append(row)
+    return order
