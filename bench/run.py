@@ -182,10 +182,19 @@ def bench_small_scaling() -> None:
         objs = [Child(parents[i % 1000], float(i), f"c{i}") for i in range(count)]
         for obj in (*objs, *parents):
             vars(obj)
-        times = timed({"msgpack": lambda o=objs: ngser.loads(ngser.dumps(o, format="msgpack"))}, repeat=5)
+        plain_parents = [PlainParent(f"p{i}", i) for i in range(1000)]
+        plain = [PlainChild(plain_parents[i % 1000], float(i), f"c{i}") for i in range(count)]
+        for obj in (*plain, *plain_parents):
+            vars(obj)
+        cases: dict[str, Callable[[], object]] = {
+            "msgpack": lambda o=objs: ngser.loads(ngser.dumps(o, format="msgpack")),
+            "C pickle": lambda o=plain: pickle.loads(pickle.dumps(o, protocol=5)),
+        }
+        times = timed(cases, repeat=5)
         per[count] = times.best("msgpack") / count
-        print(f"  {count:>9,} objects: {per[count] * 1e9:6.0f} ns per object")
-        del objs, parents
+        base = times.best("C pickle") / count
+        print(f"  {count:>9,} objects: {per[count] * 1e9:6.0f} ns per object (C pickle {base * 1e9:.0f} ns)")
+        del objs, parents, plain, plain_parents
     print(f"  largest / smallest: {max(per.values()) / min(per.values()):.2f}")
 
 
