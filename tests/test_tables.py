@@ -369,3 +369,16 @@ def test_a_table_loads_under_a_newer_one_phase_serializer(fmt: str) -> None:
     loaded = ngser.loads(ngser.dumps(links, format=fmt, registry=old), registry=new)
     assert [link.depth for link in loaded] == list(range(99, -1, -1))
     assert all(a.following is b for a, b in itertools.pairwise(loaded))
+
+
+def test_ngser_info_counts_the_rows_of_tables() -> None:
+    from pathlib import Path
+
+    from helpers import ngser_cli
+
+    fixture = Path(__file__).parent / "fixtures" / "tables.format2.msgpack"
+    result = ngser_cli("info", str(fixture))
+    assert result.returncode == 0, result.stderr
+    assert "format version 2" in result.stdout
+    assert "objects:        271, 270 of them in 4 node tables" in result.stdout
+    assert "       100  ngser_fixtures.Point" in result.stdout

@@ -156,7 +156,9 @@ def describe(
     graph: Graph, source: str, fmt: str, *, max_lines: int | None = 40, max_depth: int = 6, max_arrays: int = 20
 ) -> str:
     """A readable summary of ``graph``, as ``ngser info`` prints it."""
-    counts = Counter(node.name for node in graph.nodes)
+    counts = Counter(name for _, name, _, _ in graph.node_tuples())
+    rows = sum(map(len, graph.tables))
+    in_tables = f", {rows} of them in {len(graph.tables)} node tables" if graph.tables else ""
     total = sum(array.nbytes for array in graph.arrays)
     writers = ", ".join(f"{name} v{version}" for name, version in sorted(graph.writers.items())) or "(none)"
     lines = [
@@ -164,7 +166,7 @@ def describe(
         f"format:         {fmt}, format version {graph.meta.get('format')}",
         f"written by:     ngser {graph.meta.get('ngser') or '(unknown)'}",
         f"serializers:    {writers}",
-        f"objects:        {len(graph.nodes)}",
+        f"objects:        {graph.node_count}{in_tables}",
     ]
     lines += [f"  {count:>8}  {name}" for name, count in counts.most_common()]
     lines.append(f"arrays:         {len(graph.arrays)}, {_size(total)}")

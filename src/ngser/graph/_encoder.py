@@ -240,6 +240,8 @@ class Encoder:
         under ``key``). One memo lookup per value at C speed; new objects of types met before
         are numbered together; everything else goes through :meth:`_value`. Every reference
         is added to the dependencies once."""
+        if set(map(type, v)) <= ATOMIC_TYPES:  # numbers, strings: the values themselves
+            return list(v)
         memo, deps = self._memo, self._deps
         out: list[Any] = list(map(memo.get, map(id, v), repeat(_MISSING)))
         if not memo or set(map(id, out)) == {id(_MISSING)}:  # nothing met before (a new list of new objects)
