@@ -283,6 +283,37 @@ def test_face_vertices_of_a_refined_mesh_ask_no_face_one_by_one(monkeypatch: pyt
         assert faces[nr, :3].tolist() == expected
 
 
+@pytest.mark.parametrize("refine", ["uniform", "local"])
+def test_faces_of_an_ngsolve_refined_mesh_ask_no_face_one_by_one(refine: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ngsolve.Mesh.Refine`` keeps the coarse faces, which no element has and the facet space
+    gives no dof: the faces' dofs are then the ranks of the used faces (found by one table of
+    ``H1(order=3)``), not 20 s of GetDofNrs face by face for a 200k-tet mesh."""
+    from ngser.serializers.ngsolve import _numbering
+
+    mesh = ngsolve.Mesh(unit_cube.GenerateMesh(maxh=0.3))
+    for el in mesh.Elements():
+        mesh.SetRefinementFlag(el, refine == "uniform" or el.nr % 3 == 0)
+    mesh.Refine()
+    facets = ngsolve.FacetFESpace(mesh, order=0)
+    truth = [tuple(facets.GetDofNrs(ngsolve.NodeId(ngsolve.FACE, nr))) for nr in range(int(mesh.nface))]
+    assert () in truth and int(facets.ndof) < int(mesh.nface)  # coarse faces without a dof
+    calls: list[int] = []
+    original = _numbering._dof_nrs
+
+    def counted(fes: Any, kind: int, nr: int) -> tuple[int, ...]:
+        calls.append(kind)
+        return original(fes, kind, nr)
+
+    monkeypatch.setattr(_numbering, "_dof_nrs", counted)
+    dofs = _numbering._lowest_order_facet_dofs(facets, int(mesh.nface))
+    assert [(d,) if d >= 0 else () for d in dofs.tolist()] == truth
+    assert len(calls) <= 4 * _numbering._SAMPLES < int(mesh.nface)
+    faces = _numbering._face_vertices(mesh)
+    for nr in range(0, int(mesh.nface), 7):
+        expected = sorted(v.nr for v in mesh[ngsolve.NodeId(ngsolve.FACE, nr)].vertices) if truth[nr] else [-1] * 3
+        assert faces[nr, :3].tolist() == expected, nr
+
+
 #: Digests of the node order of spaces on a refined structured mesh, as files since ngser 0.1 store
 #: them (the same under NGSolve 6.2.2501 and 6.2.2608). A change of the order or of the keys would
 #: make GridFunctions saved on refined meshes unloadable: it needs a new ``dof_order`` kind instead.
