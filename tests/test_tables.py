@@ -382,3 +382,16 @@ def test_ngser_info_counts_the_rows_of_tables() -> None:
     assert "format version 2" in result.stdout
     assert "objects:        271, 270 of them in 4 node tables" in result.stdout
     assert "       100  ngser_fixtures.Point" in result.stdout
+
+
+def test_a_file_view_loads_parts_of_a_table_file(fmt: str, tmp_path: Any) -> None:
+    obj = fixture_tables()
+    from helpers import EXTENSION
+
+    path = tmp_path / f"tables{EXTENSION[fmt]}"
+    ngser.save(obj, path, registry=REGISTRY)
+    with ngser.open(path) as view:
+        tree = view.load("tree", registry=REGISTRY)
+        sample = view.load("samples/3", registry=REGISTRY)
+    assert same(obj["tree"], tree) and all(leaf.parent is tree for leaf in tree.children)
+    assert same(obj["samples"][3], sample)
