@@ -259,14 +259,10 @@ def test_a_compressed_space_on_a_refined_mesh(dim: int, roundtrip: Callable[[Any
     )
 
 
-def test_face_vertices_of_a_refined_mesh_ask_no_face_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The faces' dofs come in one piece (the facet space's numbering, sampled), not from
-    GetDofNrs face by face, which took 20 microseconds a face (minutes for a 3.7M-tet mesh)."""
+def _count_dof_nrs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The node kinds of every ``GetDofNrs`` question the node order asks from now on."""
     from ngser.serializers.ngsolve import _numbering
 
-    ngmesh = unit_cube.GenerateMesh(maxh=0.25)
-    ngmesh.Refine()
-    mesh = ngsolve.Mesh(ngmesh)
     calls: list[int] = []
     original = _numbering._dof_nrs
 
@@ -275,6 +271,18 @@ def test_face_vertices_of_a_refined_mesh_ask_no_face_one_by_one(monkeypatch: pyt
         return original(fes, kind, nr)
 
     monkeypatch.setattr(_numbering, "_dof_nrs", counted)
+    return calls
+
+
+def test_face_vertices_of_a_refined_mesh_ask_no_face_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The faces' dofs come in one piece (the facet space's numbering, sampled), not from
+    GetDofNrs face by face, which took 20 microseconds a face (minutes for a 3.7M-tet mesh)."""
+    from ngser.serializers.ngsolve import _numbering
+
+    ngmesh = unit_cube.GenerateMesh(maxh=0.25)
+    ngmesh.Refine()
+    mesh = ngsolve.Mesh(ngmesh)
+    calls = _count_dof_nrs(monkeypatch)
     faces = _numbering._face_vertices(mesh)
     assert len(calls) <= 2 * _numbering._SAMPLES < int(mesh.nface)
     assert faces.shape == (int(mesh.nface), 4) and (faces[:, :3] >= 0).all() and (faces[:, 3] == -1).all()
@@ -297,14 +305,7 @@ def test_faces_of_an_ngsolve_refined_mesh_ask_no_face_one_by_one(refine: str, mo
     facets = ngsolve.FacetFESpace(mesh, order=0)
     truth = [tuple(facets.GetDofNrs(ngsolve.NodeId(ngsolve.FACE, nr))) for nr in range(int(mesh.nface))]
     assert () in truth and int(facets.ndof) < int(mesh.nface)  # coarse faces without a dof
-    calls: list[int] = []
-    original = _numbering._dof_nrs
-
-    def counted(fes: Any, kind: int, nr: int) -> tuple[int, ...]:
-        calls.append(kind)
-        return original(fes, kind, nr)
-
-    monkeypatch.setattr(_numbering, "_dof_nrs", counted)
+    calls = _count_dof_nrs(monkeypatch)
     dofs = _numbering._lowest_order_facet_dofs(facets, int(mesh.nface))
     assert [(d,) if d >= 0 else () for d in dofs.tolist()] == truth
     assert len(calls) <= 4 * _numbering._SAMPLES < int(mesh.nface)

@@ -238,8 +238,8 @@ class Encoder:
     def many(self, v: list[Any], depth: int, key: Any = None, owners: list[int] | None = None) -> list[Any]:
         """The values of a long list, encoded (a table column: ``owners[i]`` holds ``v[i]``
         under ``key``). One memo lookup per value at C speed; new objects of types met before
-        are numbered together; everything else goes through :meth:`_value`. Every reference
-        is added to the dependencies once."""
+        are numbered together; everything else goes through :meth:`_value`. Each reference in
+        ``v`` is added to the dependencies exactly once (as :meth:`_list` adds them)."""
         if set(map(type, v)) <= ATOMIC_TYPES:  # numbers, strings: the values themselves
             return list(v)
         memo, deps = self._memo, self._deps

@@ -48,6 +48,9 @@ COLUMN_KINDS: dict[str, np.dtype[Any] | None] = {
 }
 
 _NONE = type(None)
+#: Python types whose values a column stores as an array of its kind's dtype, always exactly
+#: (``int`` too, if it fits 64 bits: see :func:`make_column`).
+_ARRAY_KINDS: dict[type, str] = {float: "float", bool: "bool"}
 _ref_id = operator.attrgetter("id")
 
 
@@ -76,10 +79,9 @@ def make_column(values: list[Any]) -> Column:
     types = set(map(type, values))
     if len(types) == 1:
         t = next(iter(types))
-        if t is float or t is bool:
-            return Column(
-                "float" if t is float else "bool", np.array(values, COLUMN_KINDS["float" if t is float else "bool"])
-            )
+        kind = _ARRAY_KINDS.get(t)
+        if kind is not None:
+            return Column(kind, np.array(values, COLUMN_KINDS[kind]))
         if t is int:
             try:
                 return Column("int", np.array(values, np.int64))

@@ -161,8 +161,9 @@ def _lowest_order_facet_dofs(facets: Any, count: int) -> np.ndarray:
         return guess
     used = _used_faces(facets.mesh, count)  # a refined mesh keeps its coarse faces, which get no dof
     if used is not None and int(used.sum()) == int(facets.ndof):
-        guess = np.where(used, np.cumsum(used) - 1, -1)
-        if _agrees(facets, _FACE, guess[used], np.concatenate(([0], np.cumsum(used)))):
+        ranks = np.cumsum(used)
+        guess = np.where(used, ranks - 1, -1)
+        if _agrees(facets, _FACE, guess[used], np.concatenate(([0], ranks))):
             return guess
     return _node_dofs(facets, _FACE, count)
 
